@@ -1,0 +1,2 @@
+//! The `xmpp-pong` component will live here; its issue is still open.
+//! The crate exists so the workspace layout is complete.

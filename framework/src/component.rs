@@ -1,0 +1,314 @@
+//! [`Component`]: the supervisor that keeps one component connected until shutdown.
+//!
+//! It dials, handshakes, runs the read loop (dispatching stanzas, matching IQ replies,
+//! pinging a silent server) beside the writer task, and on any drop reconnects with
+//! exponential backoff and jitter. Configuration mistakes (wrong secret, unknown domain)
+//! end the run with a typed error instead of retrying forever. Shutdown stops reading,
+//! lets running handlers finish (bounded), flushes the queue and closes the stream.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use minidom::Element;
+use tokio::sync::{Mutex, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use xmpp_parsers::iq::Iq;
+
+use crate::config::Config;
+use crate::connection::{self, Close, Outbox, StreamReader};
+use crate::dispatch::Dispatcher;
+use crate::error::Error;
+use crate::handle::Handle;
+use crate::router::Router;
+
+/// A component ready to run: its configuration, its router and its outbound queue.
+pub struct Component {
+    config: Config,
+    router: Arc<Router>,
+    handle: Handle,
+    outbox: Arc<Mutex<Outbox>>,
+}
+
+impl Component {
+    /// Builds the component; nothing is dialled until [`Component::run`].
+    pub fn new(config: Config, router: Router) -> Self {
+        let (handle, queue) = Handle::new(
+            config.domain.clone(),
+            config.queue_size,
+            config.request_timeout,
+        );
+        Component {
+            config,
+            router: Arc::new(router),
+            handle,
+            outbox: Arc::new(Mutex::new(Outbox {
+                queue,
+                unsent: Vec::new(),
+            })),
+        }
+    }
+
+    /// A handle for sending from outside handlers (an HTTP server, a game loop...).
+    /// Usable before and between connections: stanzas wait in the queue.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs until `shutdown` completes (returns `Ok`) or a fatal error occurs.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let token = CancellationToken::new();
+        let supervise = self.supervise(token.clone());
+        tokio::pin!(supervise);
+        tokio::select! {
+            result = &mut supervise => result,
+            () = shutdown => {
+                tracing::info!("shutting down");
+                token.cancel();
+                supervise.await
+            }
+        }
+    }
+
+    async fn supervise(&self, shutdown: CancellationToken) -> Result<(), Error> {
+        let config = &self.config;
+        let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
+        let dispatcher = Dispatcher::new(
+            Arc::clone(&self.router),
+            self.handle.clone(),
+            config.concurrency,
+        );
+        loop {
+            tracing::info!(server = %config.server, domain = %config.domain, "connecting");
+            let attempt = tokio::select! {
+                attempt = connection::connect(config) => attempt,
+                () = shutdown.cancelled() => return Ok(()),
+            };
+            let end = match attempt {
+                Ok((reader, writer)) => {
+                    tracing::info!(domain = %config.domain, "handshake ok");
+                    let connected_at = Instant::now();
+                    let end = self.serve(reader, writer, &dispatcher, &shutdown).await;
+                    if connected_at.elapsed() >= config.backoff_reset_after {
+                        backoff.reset();
+                    }
+                    match end {
+                        Ok(()) => return Ok(()),
+                        Err(error) => error,
+                    }
+                }
+                Err(error) => error,
+            };
+            if end.is_fatal() {
+                return Err(end);
+            }
+            let delay = backoff.next_delay();
+            tracing::warn!(
+                error = %end,
+                attempt = backoff.attempt,
+                delay_ms = delay.as_millis() as u64,
+                "connection lost; reconnect attempt {} in {:.1} s",
+                backoff.attempt,
+                delay.as_secs_f64()
+            );
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.cancelled() => {
+                    let queued = self.outbox.lock().await.queue.len();
+                    if queued > 0 {
+                        tracing::warn!(queued, "shutting down while disconnected: queued stanzas are dropped");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Serves one established connection. `Ok` means a clean shutdown.
+    async fn serve(
+        &self,
+        mut reader: StreamReader,
+        writer: tokio::net::tcp::OwnedWriteHalf,
+        dispatcher: &Dispatcher,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Error> {
+        let config = &self.config;
+        let (close_tx, close_rx) = oneshot::channel();
+        let mut write_task = tokio::spawn(connection::write_loop(
+            writer,
+            Arc::clone(&self.outbox),
+            close_rx,
+            config.keepalive_interval,
+        ));
+        self.router.spawn_connected(&self.handle);
+
+        let outcome = tokio::select! {
+            read = self.read_loop(&mut reader, dispatcher, shutdown) => read,
+            written = &mut write_task => match written {
+                Ok(Err(error)) => Err(error),
+                _ => Err(Error::Closed),
+            },
+        };
+        self.handle.fail_pending();
+
+        let close = match &outcome {
+            Ok(()) => {
+                if tokio::time::timeout(config.shutdown_grace, dispatcher.wait_idle())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("handlers still running after the shutdown grace period");
+                }
+                Close {
+                    flush: true,
+                    stream_error: None,
+                }
+            }
+            Err(Error::Xml(text)) => Close {
+                flush: false,
+                stream_error: Some(("not-well-formed", text.clone())),
+            },
+            Err(Error::StanzaTooLarge { limit }) => Close {
+                flush: false,
+                stream_error: Some((
+                    "policy-violation",
+                    format!("stanza larger than {limit} bytes"),
+                )),
+            },
+            Err(_) => Close {
+                flush: false,
+                stream_error: None,
+            },
+        };
+        if let Err(error) = &outcome {
+            tracing::warn!(%error, "connection ended");
+        }
+        if !write_task.is_finished() {
+            let _ = close_tx.send(close);
+            if tokio::time::timeout(Duration::from_secs(5), &mut write_task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("writer did not finish in time; abandoning the connection");
+                write_task.abort();
+            }
+        }
+        outcome
+    }
+
+    /// Reads until shutdown (`Ok`) or until the connection fails.
+    async fn read_loop(
+        &self,
+        reader: &mut StreamReader,
+        dispatcher: &Dispatcher,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Error> {
+        let config = &self.config;
+        let mut last_heard = Instant::now();
+        let mut ping_deadline: Option<Instant> = None;
+        loop {
+            let wake_at = ping_deadline.unwrap_or(last_heard + config.ping_after);
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep_until(wake_at) => {
+                    if ping_deadline.is_some() {
+                        return Err(Error::DeadLink(config.ping_timeout));
+                    }
+                    self.send_ping();
+                    ping_deadline = Some(Instant::now() + config.ping_timeout);
+                }
+                element = reader.next_element() => {
+                    let element = element?;
+                    last_heard = Instant::now();
+                    ping_deadline = None;
+                    self.route(element, dispatcher).await;
+                }
+            }
+        }
+    }
+
+    async fn route(&self, element: Element, dispatcher: &Dispatcher) {
+        let is_reply = element.name() == "iq"
+            && matches!(element.attr("type"), Some("result") | Some("error"));
+        if is_reply {
+            if let Ok(iq) = Iq::try_from(element)
+                && let Some(unclaimed) = self.handle.resolve(iq)
+            {
+                tracing::trace!(id = unclaimed.id(), "IQ reply nobody waits for");
+            }
+            return;
+        }
+        dispatcher.submit(element).await;
+    }
+
+    fn send_ping(&self) {
+        let iq = Iq::from_get(
+            format!("ping-{}", self.handle.next_id()),
+            xmpp_parsers::ping::Ping,
+        )
+        .with_to(self.config.ping_to.clone());
+        tracing::debug!(to = %self.config.ping_to, "server silent; pinging");
+        if let Err(error) = self.handle.try_send(iq) {
+            tracing::warn!(%error, "could not queue keepalive ping");
+        }
+    }
+}
+
+/// Exponential backoff with "equal jitter": half the delay fixed, half random.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+    /// Attempts since the last reset, for logs.
+    pub(crate) attempt: u32,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            min,
+            max,
+            current: min,
+            attempt: 0,
+        }
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        use rand::Rng;
+        self.attempt += 1;
+        let nominal = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let half = nominal / 2;
+        half + half.mul_f64(rand::thread_rng().r#gen::<f64>())
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.current = self.min;
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+        let delays: Vec<Duration> = (0..10).map(|_| backoff.next_delay()).collect();
+        let nominal = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0];
+        for (delay, nominal) in delays.iter().zip(nominal) {
+            let secs = delay.as_secs_f64();
+            assert!(
+                secs >= nominal / 2.0 && secs <= nominal,
+                "{secs} outside [{}, {nominal}]",
+                nominal / 2.0
+            );
+        }
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(500));
+        assert_eq!(backoff.attempt, 1);
+    }
+}

@@ -1,0 +1,359 @@
+//! Configuration shared by every component: flags, environment variables and a TOML file,
+//! validated into one typed [`Config`].
+//!
+//! Precedence is flag > environment variable > `--config` file > default. A component adds
+//! its own flags next to [`ComponentArgs`] with `#[command(flatten)]`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use xmpp_parsers::jid::Jid;
+
+use crate::error::Error;
+
+/// The component secret. Never printed: its `Debug` is redacted and it has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the handshake.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Command-line flags every component accepts.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ComponentArgs {
+    /// TOML file with any of these options (keys are the long flag names).
+    #[arg(long, env = "XMPP_COMPONENT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The server's component port, e.g. 127.0.0.1:5347.
+    #[arg(long, env = "XMPP_COMPONENT_SERVER", value_name = "HOST:PORT")]
+    pub server: Option<String>,
+    /// The component's domain as configured on the server, e.g. echo.example.org.
+    #[arg(long, env = "XMPP_COMPONENT_DOMAIN")]
+    pub domain: Option<String>,
+    /// The shared secret (prefer --secret-file or XMPP_COMPONENT_SECRET: flags show up in `ps`).
+    #[arg(long, env = "XMPP_COMPONENT_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// A file whose first line is the shared secret.
+    #[arg(long, env = "XMPP_COMPONENT_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `xmpp_component=debug,info`.
+    #[arg(long, env = "XMPP_COMPONENT_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+    /// Log format.
+    #[arg(long, env = "XMPP_COMPONENT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Largest inbound stanza in bytes [default: 524288].
+    #[arg(long, value_name = "BYTES")]
+    pub max_stanza_size: Option<usize>,
+    /// Outbound queue capacity in stanzas [default: 10000].
+    #[arg(long, value_name = "STANZAS")]
+    pub queue_size: Option<usize>,
+    /// Senders whose handlers may run at once [default: 256].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Seconds of silence from the server before we ping it [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub ping_after: Option<f64>,
+    /// Seconds to wait for the ping's answer before calling the link dead [default: 20].
+    #[arg(long, value_name = "SECS")]
+    pub ping_timeout: Option<f64>,
+    /// JID to ping when idle [default: the parent domain of --domain].
+    #[arg(long, value_name = "JID")]
+    pub ping_to: Option<String>,
+}
+
+/// The same options as they may appear in the `--config` TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct FileOptions {
+    server: Option<String>,
+    domain: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    log: Option<String>,
+    log_format: Option<LogFormat>,
+    max_stanza_size: Option<usize>,
+    queue_size: Option<usize>,
+    concurrency: Option<usize>,
+    ping_after: Option<f64>,
+    ping_timeout: Option<f64>,
+    ping_to: Option<String>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to dial, `HOST:PORT`.
+    pub server: String,
+    /// The component's domain.
+    pub domain: Jid,
+    /// The shared secret.
+    pub secret: Secret,
+    /// Log filter directive.
+    pub log: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Largest inbound stanza in bytes.
+    pub max_stanza_size: usize,
+    /// Outbound queue capacity.
+    pub queue_size: usize,
+    /// Senders whose handlers may run at once.
+    pub concurrency: usize,
+    /// How long to await an IQ reply.
+    pub request_timeout: Duration,
+    /// Silence from the server before we ping.
+    pub ping_after: Duration,
+    /// How long the ping may go unanswered.
+    pub ping_timeout: Duration,
+    /// Whom to ping.
+    pub ping_to: Jid,
+    /// Write idleness after which we send a whitespace keepalive.
+    pub keepalive_interval: Duration,
+    /// Bound on connect + handshake.
+    pub handshake_timeout: Duration,
+    /// First reconnect delay.
+    pub backoff_min: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// A connection up this long resets the backoff.
+    pub backoff_reset_after: Duration,
+    /// How long shutdown waits for running handlers.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// A configuration with every default, for code and tests that build one directly.
+    pub fn new(server: impl Into<String>, domain: &str, secret: Secret) -> Result<Self, Error> {
+        let domain = parse_domain(domain)?;
+        Ok(Config {
+            server: server.into(),
+            ping_to: parent_domain(&domain),
+            domain,
+            secret,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            max_stanza_size: 512 * 1024,
+            queue_size: 10_000,
+            concurrency: 256,
+            request_timeout: Duration::from_secs(30),
+            ping_after: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(20),
+            keepalive_interval: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            backoff_reset_after: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(5),
+        })
+    }
+}
+
+impl ComponentArgs {
+    /// Merges flags/environment with the `--config` file and validates the result.
+    pub fn into_config(self) -> Result<Config, Error> {
+        let file = match &self.config {
+            Some(path) => read_file_options(path)?,
+            None => FileOptions::default(),
+        };
+        let server = self
+            .server
+            .or(file.server)
+            .ok_or_else(|| Error::Config("--server HOST:PORT is required".into()))?;
+        let domain = self
+            .domain
+            .or(file.domain)
+            .ok_or_else(|| Error::Config("--domain is required".into()))?;
+        let secret = match (self.secret, self.secret_file, file.secret, file.secret_file) {
+            (Some(secret), _, _, _) => secret,
+            (None, Some(path), _, _) => read_secret_file(&path)?,
+            (None, None, Some(secret), _) => secret,
+            (None, None, None, Some(path)) => read_secret_file(&path)?,
+            (None, None, None, None) => {
+                return Err(Error::Config(
+                    "a secret is required: --secret-file FILE, XMPP_COMPONENT_SECRET or --secret"
+                        .into(),
+                ));
+            }
+        };
+        if secret.is_empty() {
+            return Err(Error::Config("the component secret is empty".into()));
+        }
+        let mut config = Config::new(server, &domain, Secret::new(secret))?;
+        if let Some(log) = self.log.or(file.log) {
+            config.log = log;
+        }
+        if let Some(format) = self.log_format.or(file.log_format) {
+            config.log_format = format;
+        }
+        if let Some(n) = self.max_stanza_size.or(file.max_stanza_size) {
+            config.max_stanza_size = positive(n, "max-stanza-size")?;
+        }
+        if let Some(n) = self.queue_size.or(file.queue_size) {
+            config.queue_size = positive(n, "queue-size")?;
+        }
+        if let Some(n) = self.concurrency.or(file.concurrency) {
+            config.concurrency = positive(n, "concurrency")?;
+        }
+        if let Some(secs) = self.ping_after.or(file.ping_after) {
+            config.ping_after = seconds(secs, "ping-after")?;
+        }
+        if let Some(secs) = self.ping_timeout.or(file.ping_timeout) {
+            config.ping_timeout = seconds(secs, "ping-timeout")?;
+        }
+        if let Some(jid) = self.ping_to.or(file.ping_to) {
+            config.ping_to = Jid::new(&jid)
+                .map_err(|e| Error::Config(format!("--ping-to {jid:?} is not a JID: {e}")))?;
+        }
+        Ok(config)
+    }
+}
+
+fn read_file_options(path: &Path) -> Result<FileOptions, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+fn read_secret_file(path: &Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read secret file {}: {e}", path.display())))?;
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+fn parse_domain(domain: &str) -> Result<Jid, Error> {
+    let jid = Jid::new(domain)
+        .map_err(|e| Error::Config(format!("--domain {domain:?} is not a valid domain: {e}")))?;
+    if jid.node().is_some() || jid.resource().is_some() {
+        return Err(Error::Config(format!(
+            "--domain {domain:?} must be a bare domain like echo.example.org"
+        )));
+    }
+    Ok(jid)
+}
+
+/// `echo.example.org` → `example.org`; a single-label domain pings itself.
+fn parent_domain(domain: &Jid) -> Jid {
+    let text = domain.domain().as_str();
+    text.split_once('.')
+        .and_then(|(_, parent)| Jid::new(parent).ok())
+        .unwrap_or_else(|| domain.clone())
+}
+
+fn positive(n: usize, what: &str) -> Result<usize, Error> {
+    if n == 0 {
+        return Err(Error::Config(format!("--{what} must be greater than 0")));
+    }
+    Ok(n)
+}
+
+fn seconds(secs: f64, what: &str) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::Config(format!("--{what} must be a positive number of seconds")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ComponentArgs {
+        ComponentArgs {
+            server: Some("127.0.0.1:5347".into()),
+            domain: Some("echo.localhost".into()),
+            secret: Some("s3cret".into()),
+            ..ComponentArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_and_parent_ping_target() {
+        let config = args().into_config().expect("valid");
+        assert_eq!(config.max_stanza_size, 512 * 1024);
+        assert_eq!(config.queue_size, 10_000);
+        assert_eq!(config.ping_to.to_string(), "localhost");
+    }
+
+    #[test]
+    fn secret_never_shows_in_debug() {
+        let config = args().into_config().expect("valid");
+        let shown = format!("{config:?} {:?}", args());
+        assert!(!format!("{config:?}").contains("s3cret"));
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn file_fills_gaps_but_flags_win() {
+        let dir = std::env::temp_dir().join(format!("xc-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let secret_file = dir.join("secret");
+        std::fs::write(&secret_file, "from-file\n").expect("write secret");
+        let toml = dir.join("c.toml");
+        std::fs::write(
+            &toml,
+            format!(
+                "server = '10.0.0.1:1'\ndomain = 'pong.localhost'\nsecret-file = '{}'\n\
+                 queue-size = 7\nlog-format = 'json'\n",
+                secret_file.display()
+            ),
+        )
+        .expect("write toml");
+        let config = ComponentArgs {
+            config: Some(toml),
+            server: Some("127.0.0.1:5347".into()),
+            ..ComponentArgs::default()
+        }
+        .into_config()
+        .expect("valid");
+        assert_eq!(config.server, "127.0.0.1:5347");
+        assert_eq!(config.domain.to_string(), "pong.localhost");
+        assert_eq!(config.secret.expose(), "from-file");
+        assert_eq!(config.queue_size, 7);
+        assert_eq!(config.log_format, LogFormat::Json);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn clear_errors_for_missing_or_bad_values() {
+        let missing = ComponentArgs {
+            secret: None,
+            ..args()
+        }
+        .into_config();
+        assert!(matches!(missing, Err(Error::Config(m)) if m.contains("secret")));
+        let bad_domain = ComponentArgs {
+            domain: Some("user@echo.localhost".into()),
+            ..args()
+        }
+        .into_config();
+        assert!(matches!(bad_domain, Err(Error::Config(m)) if m.contains("bare domain")));
+    }
+}

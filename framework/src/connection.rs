@@ -1,0 +1,241 @@
+//! One TCP connection to the server: dial, handshake, then a reading half that yields
+//! stream events and a writing task that drains the outbound queue.
+//!
+//! The outbound queue and the bytes of a batch that failed to write live in an [`Outbox`]
+//! that outlives the connection, so nothing queued is lost when the link drops: the next
+//! connection writes the failed batch again (at-least-once for that one batch) and then
+//! carries on with the queue, in order.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use minidom::Element;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::config::Config;
+use crate::error::{Error, StreamErrorInfo};
+use crate::handshake;
+use crate::xmlstream::{NS_COMPONENT, NS_STREAM, ParseError, StreamEvent, StreamParser};
+
+/// Largest batch of serialised stanzas written with one syscall.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// The outbound queue plus whatever a dead connection failed to write.
+pub(crate) struct Outbox {
+    pub(crate) queue: mpsc::Receiver<Element>,
+    /// Serialised stanzas not yet known to be written; written first on the next connection.
+    pub(crate) unsent: Vec<u8>,
+}
+
+/// The reading half of an established connection.
+pub(crate) struct StreamReader {
+    socket: OwnedReadHalf,
+    parser: StreamParser,
+    buffer: Vec<u8>,
+    ready: VecDeque<StreamEvent>,
+}
+
+impl StreamReader {
+    fn new(socket: OwnedReadHalf, max_stanza_size: usize) -> Self {
+        StreamReader {
+            socket,
+            parser: StreamParser::new(max_stanza_size),
+            buffer: Vec::with_capacity(BATCH_BYTES),
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// The next event. Cancel-safe: bytes are only consumed once a read completes.
+    pub(crate) async fn next(&mut self) -> Result<StreamEvent, Error> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(event);
+            }
+            self.buffer.clear();
+            let n = self.socket.read_buf(&mut self.buffer).await?;
+            if n == 0 {
+                return Err(Error::Closed);
+            }
+            let ready = &mut self.ready;
+            self.parser
+                .feed(&self.buffer, |event| ready.push_back(event))
+                .map_err(|e| match e {
+                    ParseError::TooLarge(limit) => Error::StanzaTooLarge { limit },
+                    other => Error::Xml(other.to_string()),
+                })?;
+        }
+    }
+
+    /// The next top-level element; a `<stream:error/>` or the end of the stream is an error.
+    pub(crate) async fn next_element(&mut self) -> Result<Element, Error> {
+        match self.next().await? {
+            StreamEvent::Element(element) => match stream_error(&element) {
+                Some(info) => Err(Error::Stream(info)),
+                None => Ok(element),
+            },
+            StreamEvent::End => Err(Error::Closed),
+            StreamEvent::Header(_) => Err(Error::Xml("a second stream header".into())),
+        }
+    }
+}
+
+/// Reads a `<stream:error/>` into its condition and text.
+pub(crate) fn stream_error(element: &Element) -> Option<StreamErrorInfo> {
+    if element.name() != "error" || element.ns() != NS_STREAM {
+        return None;
+    }
+    const NS_STREAMS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+    let condition = element
+        .children()
+        .find(|c| c.ns() == NS_STREAMS && c.name() != "text")
+        .map(|c| c.name().to_owned())
+        .unwrap_or_else(|| "undefined-condition".to_owned());
+    let text = element
+        .get_child("text", NS_STREAMS)
+        .map(|t| t.text())
+        .filter(|t| !t.is_empty());
+    Some(StreamErrorInfo { condition, text })
+}
+
+/// Dials the server and completes the XEP-0114 handshake, within the configured timeout.
+pub(crate) async fn connect(config: &Config) -> Result<(StreamReader, OwnedWriteHalf), Error> {
+    tokio::time::timeout(config.handshake_timeout, connect_inner(config))
+        .await
+        .map_err(|_| Error::HandshakeTimeout(config.handshake_timeout))?
+}
+
+async fn connect_inner(config: &Config) -> Result<(StreamReader, OwnedWriteHalf), Error> {
+    let socket = TcpStream::connect(&config.server)
+        .await
+        .map_err(|source| Error::Connect {
+            addr: config.server.clone(),
+            source,
+        })?;
+    socket.set_nodelay(true)?;
+    let (read, mut write) = socket.into_split();
+    let mut reader = StreamReader::new(read, config.max_stanza_size);
+    let domain = config.domain.to_string();
+    write
+        .write_all(handshake::stream_header(&domain).as_bytes())
+        .await?;
+
+    let header = match reader.next().await? {
+        StreamEvent::Header(header) => header,
+        StreamEvent::Element(e) => return Err(Error::UnexpectedDuringHandshake(e.name().into())),
+        StreamEvent::End => return Err(Error::Closed),
+    };
+    let Some(stream_id) = header.id else {
+        // Prosody answers an unknown domain with an id-less header and then the reason.
+        return match reader.next_element().await {
+            Err(stream_error @ Error::Stream(_)) => Err(stream_error),
+            _ => Err(Error::MissingStreamId),
+        };
+    };
+    write
+        .write_all(handshake::handshake_element(&stream_id, config.secret.expose()).as_bytes())
+        .await?;
+    let reply = reader.next_element().await?;
+    if reply.name() != "handshake" || reply.ns() != NS_COMPONENT {
+        return Err(Error::UnexpectedDuringHandshake(reply.name().to_owned()));
+    }
+    Ok((reader, write))
+}
+
+/// How the supervisor asks a writer to stop.
+#[derive(Debug)]
+pub(crate) struct Close {
+    /// Write everything queued right now before closing (graceful shutdown).
+    pub(crate) flush: bool,
+    /// A `<stream:error/>` to send before `</stream:stream>`.
+    pub(crate) stream_error: Option<(&'static str, String)>,
+}
+
+/// Drains the outbox into the socket until told to close or the socket fails.
+/// Sends a whitespace keepalive after `keepalive` of write idleness.
+pub(crate) async fn write_loop(
+    mut socket: OwnedWriteHalf,
+    outbox: Arc<Mutex<Outbox>>,
+    mut close: oneshot::Receiver<Close>,
+    keepalive: Duration,
+) -> Result<(), Error> {
+    let mut outbox = outbox.lock().await;
+    let outbox = &mut *outbox;
+    loop {
+        if !outbox.unsent.is_empty() {
+            socket.write_all(&outbox.unsent).await?;
+            outbox.unsent.clear();
+        }
+        tokio::select! {
+            biased;
+            request = &mut close => {
+                let request = request.unwrap_or(Close { flush: false, stream_error: None });
+                return finish(&mut socket, outbox, request).await;
+            }
+            next = outbox.queue.recv() => match next {
+                Some(element) => {
+                    serialize(&element, &mut outbox.unsent);
+                    while outbox.unsent.len() < BATCH_BYTES {
+                        match outbox.queue.try_recv() {
+                            Ok(element) => serialize(&element, &mut outbox.unsent),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                // Every handle is gone: nothing more can ever be sent.
+                None => return finish(&mut socket, outbox, Close { flush: true, stream_error: None }).await,
+            },
+            _ = tokio::time::sleep(keepalive) => outbox.unsent.push(b' '),
+        }
+    }
+}
+
+async fn finish(
+    socket: &mut OwnedWriteHalf,
+    outbox: &mut Outbox,
+    close: Close,
+) -> Result<(), Error> {
+    if close.flush {
+        while let Ok(element) = outbox.queue.try_recv() {
+            serialize(&element, &mut outbox.unsent);
+        }
+    }
+    let mut tail = std::mem::take(&mut outbox.unsent);
+    if !close.flush {
+        // Keep the queued bytes for the next connection; only say goodbye on this one.
+        outbox.unsent = tail;
+        tail = Vec::new();
+    }
+    if let Some((condition, text)) = close.stream_error {
+        tail.extend_from_slice(
+            format!(
+                "<stream:error><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+                 <text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>{}</text></stream:error>",
+                escape_text(&text)
+            )
+            .as_bytes(),
+        );
+    }
+    tail.extend_from_slice(b"</stream:stream>");
+    socket.write_all(&tail).await?;
+    socket.shutdown().await?;
+    Ok(())
+}
+
+/// Appends one stanza's XML to `out`; an element minidom cannot write is logged and skipped.
+pub(crate) fn serialize(element: &Element, out: &mut Vec<u8>) {
+    let start = out.len();
+    if let Err(error) = element.write_to(out) {
+        out.truncate(start);
+        tracing::error!(%error, element = element.name(), "dropping a stanza that cannot be serialised");
+    }
+}
+
+fn escape_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

@@ -1,0 +1,193 @@
+//! Runs handlers: in order for each sender, concurrently across senders, up to a bound.
+//!
+//! This is ejabberd's `one_queue`/`parallel` choice made per sender: a user who sends
+//! "register" then "status on" sees them handled in that order, while a slow handler for
+//! one user never holds up another. When the bound is reached the reader stops reading,
+//! which pushes back on the server instead of growing memory.
+//!
+//! Most handlers finish without ever waiting (an echo, a state update), so each stanza is
+//! first polled inline on the reader task; only a handler that actually waits gets a task
+//! of its own, and later stanzas from the same sender queue behind it.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use minidom::Element;
+use tokio::sync::Semaphore;
+
+use crate::handle::Handle;
+use crate::router::Router;
+
+type Queues = Arc<Mutex<HashMap<String, VecDeque<Element>>>>;
+
+/// Feeds inbound stanzas to the router with per-sender ordering.
+pub(crate) struct Dispatcher {
+    router: Arc<Router>,
+    handle: Handle,
+    /// Senders with a handler still running, and what they sent meanwhile.
+    busy: Queues,
+    permits: Arc<Semaphore>,
+    max_in_flight: u32,
+}
+
+impl Dispatcher {
+    /// A dispatcher running at most `max_in_flight` senders' handlers at once.
+    pub(crate) fn new(router: Arc<Router>, handle: Handle, max_in_flight: usize) -> Self {
+        let max_in_flight = u32::try_from(max_in_flight.clamp(1, 1 << 20)).unwrap_or(1 << 20);
+        Dispatcher {
+            router,
+            handle,
+            busy: Arc::new(Mutex::new(HashMap::new())),
+            permits: Arc::new(Semaphore::new(max_in_flight as usize)),
+            max_in_flight,
+        }
+    }
+
+    /// Hands one stanza over; waits only when the concurrency bound is reached.
+    pub(crate) async fn submit(&self, element: Element) {
+        let sender = element.attr("from").unwrap_or_default().to_owned();
+        if let Some(queue) = lock(&self.busy).get_mut(&sender) {
+            queue.push_back(element);
+            return;
+        }
+        // Only this (reader) task inserts keys, so `sender` cannot become busy meanwhile.
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            return; // The semaphore is never closed.
+        };
+        let router = Arc::clone(&self.router);
+        let handle = self.handle.clone();
+        let mut first = Box::pin(async move { router.dispatch(&handle, element).await });
+        let finished_inline =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(first.as_mut().poll(cx).is_ready()))
+                .await;
+        if finished_inline {
+            return;
+        }
+        lock(&self.busy).insert(sender.clone(), VecDeque::new());
+        let (router, handle, busy) = (
+            Arc::clone(&self.router),
+            self.handle.clone(),
+            Arc::clone(&self.busy),
+        );
+        tokio::spawn(async move {
+            first.await;
+            loop {
+                let next = {
+                    let mut busy = lock(&busy);
+                    match busy.get_mut(&sender).and_then(VecDeque::pop_front) {
+                        Some(next) => next,
+                        None => {
+                            busy.remove(&sender);
+                            break;
+                        }
+                    }
+                };
+                router.dispatch(&handle, next).await;
+            }
+            drop(permit);
+        });
+    }
+
+    /// Waits until every handler has finished.
+    pub(crate) async fn wait_idle(&self) {
+        if let Ok(all) = self.permits.acquire_many(self.max_in_flight).await {
+            drop(all);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Handlers never run under this lock, so poisoning cannot leave the map half-updated.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use xmpp_parsers::jid::Jid;
+
+    fn message(from: &str, body: &str) -> Element {
+        format!(
+            "<message xmlns='jabber:component:accept' from='{from}' to='echo.localhost' \
+             type='chat'><body>{body}</body></message>"
+        )
+        .parse()
+        .expect("test XML")
+    }
+
+    /// A router whose handler sleeps a sender-specific time and records (sender, body).
+    fn recording_router(log: Arc<Mutex<Vec<(String, String)>>>) -> Router {
+        Router::new().message(move |_, msg| {
+            let log = Arc::clone(&log);
+            async move {
+                let from = msg.from.map(|f| f.to_string()).unwrap_or_default();
+                let body = msg.bodies.values().next().cloned().unwrap_or_default();
+                // Slow sender "a": later stanzas must still wait for earlier ones.
+                let delay = if from.starts_with('a') { 30 } else { 1 };
+                let n: u64 = body.parse().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(delay * (5 - n.min(4)))).await;
+                lock(&log).push((from, body));
+            }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn same_sender_in_order_different_senders_concurrently() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (handle, _rx) = Handle::new(
+            Jid::new("echo.localhost").expect("jid"),
+            16,
+            Duration::from_secs(1),
+        );
+        let dispatcher = Dispatcher::new(Arc::new(recording_router(log.clone())), handle, 8);
+        for n in 0..4 {
+            dispatcher.submit(message("a@x/1", &n.to_string())).await;
+            dispatcher.submit(message("b@x/1", &n.to_string())).await;
+        }
+        dispatcher.wait_idle().await;
+        let log = lock(&log).clone();
+        let order = |who: &str| -> Vec<String> {
+            log.iter()
+                .filter(|(f, _)| f.starts_with(who))
+                .map(|(_, b)| b.clone())
+                .collect()
+        };
+        assert_eq!(order("a"), ["0", "1", "2", "3"]);
+        assert_eq!(order("b"), ["0", "1", "2", "3"]);
+        // b is fast and independent, so all of b finished before a's slow first message.
+        let first_a = log.iter().position(|(f, _)| f.starts_with('a'));
+        assert_eq!(first_a, Some(4), "log was {log:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bound_limits_concurrent_senders() {
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (r, p) = (running.clone(), peak.clone());
+        let router = Router::new().message(move |_, _| {
+            let (r, p) = (r.clone(), p.clone());
+            async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = r.fetch_add(1, SeqCst) + 1;
+                p.fetch_max(now, SeqCst);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                r.fetch_sub(1, SeqCst);
+            }
+        });
+        let (handle, _rx) = Handle::new(
+            Jid::new("echo.localhost").expect("jid"),
+            16,
+            Duration::from_secs(1),
+        );
+        let dispatcher = Dispatcher::new(Arc::new(router), handle, 3);
+        for n in 0..10 {
+            dispatcher.submit(message(&format!("u{n}@x/r"), "0")).await;
+        }
+        dispatcher.wait_idle().await;
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+}

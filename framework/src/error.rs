@@ -1,0 +1,215 @@
+//! Every error the framework can return, and how the supervisor treats each one.
+//!
+//! Errors split into three families: [`Error`] (the connection and its stream),
+//! [`SendError`] (handing a stanza to the outbound queue) and [`RequestError`]
+//! (awaiting an IQ reply). [`Error::is_fatal`] is what the supervisor asks to decide
+//! between "reconnect with backoff" and "exit and tell the operator what to fix".
+
+use std::fmt;
+use std::time::Duration;
+
+/// A `<stream:error/>` the server sent us, kept as names so that conditions
+/// newer than our parser still surface intact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamErrorInfo {
+    /// The defined condition, e.g. `not-authorized` or `conflict`.
+    pub condition: String,
+    /// The server's human-readable `<text/>`, if any.
+    pub text: Option<String>,
+}
+
+impl StreamErrorInfo {
+    /// Whether this condition is a configuration mistake that reconnecting cannot fix.
+    pub fn is_configuration_error(&self) -> bool {
+        matches!(
+            self.condition.as_str(),
+            "not-authorized" | "host-unknown" | "improper-addressing" | "invalid-namespace"
+        )
+    }
+
+    /// What an operator most likely has to change, for configuration errors.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self.condition.as_str() {
+            "not-authorized" => Some(
+                "the server rejected the handshake: check that the component secret matches \
+                 the server's component_secret (Prosody) or password (ejabberd_service)",
+            ),
+            "host-unknown" | "improper-addressing" => Some(
+                "the server does not know this component domain: check --domain and that the \
+                 server has a Component entry (Prosody) or ejabberd_service hosts entry for it",
+            ),
+            "invalid-namespace" => Some(
+                "the server did not accept a jabber:component:accept stream: check that --server \
+                 points at the server's component port (often 5347), not the client port",
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for StreamErrorInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.condition)?;
+        if let Some(text) = &self.text {
+            write!(f, " ({text:?})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a connection (or the attempt to make one) ended.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The TCP connection could not be opened.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address we dialled.
+        addr: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Reading or writing the socket failed.
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server closed the TCP connection.
+    #[error("the server closed the connection")]
+    Closed,
+    /// The bytes the server sent are not well-formed XML (or not a valid XMPP stream).
+    #[error("malformed XML from the server: {0}")]
+    Xml(String),
+    /// A stanza exceeded the configured size limit.
+    #[error("inbound stanza exceeds the {limit}-byte limit")]
+    StanzaTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The server's stream header carried no `id`, so no handshake can be computed.
+    #[error("the server's stream header has no id attribute; is this an XEP-0114 component port?")]
+    MissingStreamId,
+    /// The server sent something other than `<handshake/>` while we waited for it.
+    #[error("expected <handshake/> from the server, got <{0}>")]
+    UnexpectedDuringHandshake(String),
+    /// The server did not finish the handshake in time.
+    #[error("the handshake did not complete within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// The server sent `<stream:error/>`.
+    #[error("stream error from the server: {0}")]
+    Stream(StreamErrorInfo),
+    /// The link stayed silent and did not answer our ping.
+    #[error("no answer to a keepalive ping within {0:?}: the link is dead")]
+    DeadLink(Duration),
+    /// The configuration is unusable (bad flag, unreadable secret file, ...).
+    #[error("configuration error: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// True when reconnecting cannot help and the process should exit with a message.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            Error::Stream(info) => info.is_configuration_error(),
+            Error::Config(_) => true,
+            _ => false,
+        }
+    }
+
+    /// A sentence that names the likely fix, for fatal errors.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Stream(info) => info.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// Why a stanza could not be queued for sending.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The stanza's `from` is outside the component's domain; the server would
+    /// close the whole stream with `invalid-from`.
+    #[error("refusing to send from {from:?}: not within the component domain {domain}")]
+    ForeignFrom {
+        /// The offending `from`.
+        from: String,
+        /// Our domain.
+        domain: String,
+    },
+    /// The stanza's `from` or `to` is not a valid JID.
+    #[error("invalid JID in stanza: {0}")]
+    InvalidJid(String),
+    /// `try_send` found the outbound queue full.
+    #[error("outbound queue is full")]
+    QueueFull,
+    /// The component has shut down; nothing will be sent any more.
+    #[error("the component is shut down")]
+    Closed,
+}
+
+/// Why an IQ request got no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The request could not be queued.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The request has no `to`, so no reply could be matched to it.
+    #[error("an IQ request needs a 'to' address")]
+    MissingTo,
+    /// No reply arrived in time.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The connection dropped before the reply arrived.
+    #[error("the connection dropped before the reply arrived")]
+    Disconnected,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(condition: &str) -> Error {
+        Error::Stream(StreamErrorInfo {
+            condition: condition.into(),
+            text: None,
+        })
+    }
+
+    #[test]
+    fn configuration_mistakes_are_fatal_with_a_hint() {
+        for condition in [
+            "not-authorized",
+            "host-unknown",
+            "improper-addressing",
+            "invalid-namespace",
+        ] {
+            let error = info(condition);
+            assert!(error.is_fatal(), "{condition} should be fatal");
+            assert!(error.hint().is_some(), "{condition} should name a fix");
+        }
+        assert!(
+            info("not-authorized")
+                .hint()
+                .unwrap_or("")
+                .contains("secret")
+        );
+        assert!(info("host-unknown").hint().unwrap_or("").contains("domain"));
+    }
+
+    #[test]
+    fn transient_conditions_are_retried() {
+        for condition in [
+            "conflict",
+            "system-shutdown",
+            "connection-timeout",
+            "reset",
+            "undefined-condition",
+        ] {
+            assert!(!info(condition).is_fatal(), "{condition} should be retried");
+        }
+        let refused = Error::Connect {
+            addr: "127.0.0.1:1".into(),
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        assert!(!refused.is_fatal());
+        assert!(!Error::Closed.is_fatal());
+    }
+}

@@ -1,0 +1,281 @@
+//! [`Handle`]: how handlers (and anything else in a component) send stanzas and await IQ replies.
+//!
+//! Everything sent goes through one bounded queue that outlives connections: what is sent
+//! while the link is down is written, in order, after the next handshake. The handle also
+//! polices `from` so that a handler can never make the server kill the stream with
+//! `invalid-from`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use minidom::Element;
+use tokio::sync::{mpsc, oneshot};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
+
+use crate::error::{RequestError, SendError};
+
+/// Replies we are waiting for, keyed by (peer, id).
+type PendingMap = HashMap<(String, String), oneshot::Sender<Iq>>;
+
+/// A cheap, cloneable sender for one component.
+#[derive(Clone)]
+pub struct Handle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    domain: String,
+    domain_jid: Jid,
+    queue: mpsc::Sender<Element>,
+    pending: Mutex<PendingMap>,
+    next_id: AtomicU64,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("domain", &self.inner.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// Creates the handle and the receiving end of its queue (taken by the connection writer).
+    pub(crate) fn new(
+        domain: Jid,
+        capacity: usize,
+        request_timeout: Duration,
+    ) -> (Handle, mpsc::Receiver<Element>) {
+        let (queue, receiver) = mpsc::channel(capacity.max(1));
+        let inner = Inner {
+            domain: domain.to_string(),
+            domain_jid: domain,
+            queue,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            request_timeout,
+        };
+        (
+            Handle {
+                inner: Arc::new(inner),
+            },
+            receiver,
+        )
+    }
+
+    /// The component's domain, e.g. `echo.localhost`.
+    pub fn domain(&self) -> &str {
+        &self.inner.domain
+    }
+
+    /// The component's domain as a JID.
+    pub fn jid(&self) -> &Jid {
+        &self.inner.domain_jid
+    }
+
+    /// Queues a stanza, waiting while the queue is full (back-pressure).
+    ///
+    /// A missing `from` becomes the component's domain; a `from` outside it is refused.
+    pub async fn send(&self, stanza: impl Into<Element>) -> Result<(), SendError> {
+        let element = self.prepare(stanza.into())?;
+        self.inner
+            .queue
+            .send(element)
+            .await
+            .map_err(|_| SendError::Closed)
+    }
+
+    /// Queues a stanza without waiting; fails with [`SendError::QueueFull`] when full.
+    pub fn try_send(&self, stanza: impl Into<Element>) -> Result<(), SendError> {
+        let element = self.prepare(stanza.into())?;
+        self.inner.queue.try_send(element).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+        })
+    }
+
+    /// A fresh stanza id, unique within this process.
+    pub fn next_id(&self) -> String {
+        format!("xc{}", self.inner.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Sends an IQ get/set and waits for the matching result or error (same peer and id),
+    /// for at most the configured request timeout.
+    pub async fn request(&self, iq: Iq) -> Result<Iq, RequestError> {
+        self.request_with_timeout(iq, self.inner.request_timeout)
+            .await
+    }
+
+    /// Like [`Handle::request`] with an explicit timeout.
+    pub async fn request_with_timeout(
+        &self,
+        iq: Iq,
+        timeout: Duration,
+    ) -> Result<Iq, RequestError> {
+        let peer = iq
+            .to()
+            .map(|j| j.to_string())
+            .ok_or(RequestError::MissingTo)?;
+        let key = (peer, iq.id().to_owned());
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(key.clone(), tx);
+        if let Err(e) = self.send(iq).await {
+            self.pending().remove(&key);
+            return Err(e.into());
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(RequestError::Disconnected),
+            Err(_) => {
+                self.pending().remove(&key);
+                Err(RequestError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Hands an inbound IQ result/error to its waiting request; gives it back if none waits.
+    pub(crate) fn resolve(&self, iq: Iq) -> Option<Iq> {
+        let peer = iq.from().map(|j| j.to_string()).unwrap_or_default();
+        let key = (peer, iq.id().to_owned());
+        match self.pending().remove(&key) {
+            Some(waiter) => {
+                // The requester may have timed out in between; then the reply is simply dropped.
+                let _ = waiter.send(iq);
+                None
+            }
+            None => Some(iq),
+        }
+    }
+
+    /// Fails every waiting request with [`RequestError::Disconnected`].
+    pub(crate) fn fail_pending(&self) {
+        self.pending().clear();
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, PendingMap> {
+        // A poisoned lock only means another thread panicked while inserting or removing a
+        // key; the map itself is still consistent.
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Fills in or checks the `from` attribute.
+    fn prepare(&self, mut element: Element) -> Result<Element, SendError> {
+        match element.attr("from") {
+            None => {
+                if let Ok(name) = rxml::NcName::try_from("from") {
+                    element.attrs_mut().insert(
+                        rxml::Namespace::NONE,
+                        name,
+                        self.inner.domain.clone(),
+                    );
+                }
+            }
+            Some(from) => {
+                let jid = Jid::new(from).map_err(|e| SendError::InvalidJid(e.to_string()))?;
+                if jid.domain().as_str() != self.inner.domain {
+                    return Err(SendError::ForeignFrom {
+                        from: from.to_owned(),
+                        domain: self.inner.domain.clone(),
+                    });
+                }
+            }
+        }
+        Ok(element)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xmpp_parsers::message::Message;
+
+    fn handle(capacity: usize) -> (Handle, mpsc::Receiver<Element>) {
+        Handle::new(jid("echo.localhost"), capacity, Duration::from_secs(1))
+    }
+
+    fn jid(s: &str) -> Jid {
+        Jid::new(s).expect("valid test JID")
+    }
+
+    #[tokio::test]
+    async fn fills_missing_from_and_refuses_foreign_from() {
+        let (handle, mut rx) = handle(4);
+        handle
+            .send(Message::chat(jid("alice@localhost")))
+            .await
+            .expect("queued");
+        let sent = rx.recv().await.expect("an element");
+        assert_eq!(sent.attr("from"), Some("echo.localhost"));
+
+        let mut ok = Message::chat(jid("alice@localhost"));
+        ok.from = Some(jid("bot@echo.localhost/r1"));
+        handle
+            .send(ok)
+            .await
+            .expect("a from inside our domain is fine");
+
+        let mut foreign = Message::chat(jid("alice@localhost"));
+        foreign.from = Some(jid("mallory@localhost"));
+        assert!(matches!(
+            handle.send(foreign).await,
+            Err(SendError::ForeignFrom { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn try_send_reports_a_full_queue() {
+        let (handle, _rx) = handle(1);
+        handle
+            .try_send(Message::chat(jid("a@b")))
+            .expect("first fits");
+        assert_eq!(
+            handle.try_send(Message::chat(jid("a@b"))),
+            Err(SendError::QueueFull)
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_match_on_peer_and_id() {
+        let (handle, mut rx) = handle(4);
+        let requester = handle.clone();
+        let task = tokio::spawn(async move {
+            let iq = Iq::from_get("q1", xmpp_parsers::ping::Ping).with_to(jid("localhost"));
+            requester.request(iq).await
+        });
+        let sent = rx.recv().await.expect("request sent");
+        assert_eq!(sent.attr("id"), Some("q1"));
+        // Same id, wrong peer: not ours.
+        let stranger = Iq::empty_result(jid("echo.localhost"), "q1").with_from(jid("evil.example"));
+        assert!(handle.resolve(stranger).is_some());
+        let reply = Iq::empty_result(jid("echo.localhost"), "q1").with_from(jid("localhost"));
+        assert!(handle.resolve(reply).is_none());
+        let got = task.await.expect("task").expect("reply");
+        assert!(matches!(got, Iq::Result { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_time_out_and_fail_on_disconnect() {
+        let (handle, _rx) = handle(4);
+        let iq = Iq::from_get("q2", xmpp_parsers::ping::Ping).with_to(jid("localhost"));
+        assert_eq!(
+            handle.request(iq).await,
+            Err(RequestError::Timeout(Duration::from_secs(1)))
+        );
+
+        let requester = handle.clone();
+        let task = tokio::spawn(async move {
+            let iq = Iq::from_get("q3", xmpp_parsers::ping::Ping).with_to(jid("localhost"));
+            requester.request(iq).await
+        });
+        tokio::task::yield_now().await;
+        handle.fail_pending();
+        assert_eq!(task.await.expect("task"), Err(RequestError::Disconnected));
+    }
+}

@@ -1,0 +1,66 @@
+//! A framework for XMPP external components (XEP-0114) on Tokio.
+//!
+//! A component is a [`Router`] (the table of what it serves) plus a [`Config`]; the
+//! framework dials the server, does the handshake, parses the stream, dispatches stanzas
+//! to handlers, answers what nobody handles, and keeps the link up until shutdown.
+//!
+//! ```no_run
+//! use xmpp_component::{ComponentArgs, Router, Handle};
+//! use xmpp_component::xmpp_parsers::message::{Message, MessageType};
+//!
+//! async fn echo(handle: Handle, message: Message) -> Result<(), xmpp_component::SendError> {
+//!     if message.type_ != MessageType::Chat { return Ok(()); }
+//!     let (Some(from), Some(to)) = (message.from.clone(), message.to.clone()) else { return Ok(()) };
+//!     let mut reply = message;
+//!     (reply.from, reply.to) = (Some(to), Some(from));
+//!     handle.send(reply).await
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     use clap::Parser;
+//!     #[derive(Parser)]
+//!     struct Cli { #[command(flatten)] component: ComponentArgs }
+//!     xmpp_component::run(Cli::parse().component, |_config| {
+//!         Router::new().identity("component", "generic", "Echo").message(echo)
+//!     })
+//! }
+//! ```
+//!
+//! Modules, one job each:
+//! - [`config`]: flags, environment, TOML file → a validated [`Config`].
+//! - `handshake`: the XEP-0114 stream header and token.
+//! - `xmlstream`: incremental parsing (rxml + minidom) into stanzas, size cap, namespaces.
+//! - `connection`: one TCP connection: dial, handshake, reader, writer task.
+//! - `component`: the supervisor: reconnects with backoff, keepalive pings, shutdown.
+//! - `dispatch`: per-sender ordering with bounded concurrency.
+//! - [`router`]: handler registration, IQ reply rules, built-in disco/ping/version.
+//! - `handle`: sending, the outbound queue, awaiting IQ replies.
+//! - [`testing`]: [`testing::TestServer`], the server side of XEP-0114 for tests.
+
+mod app;
+mod component;
+pub mod config;
+mod connection;
+mod dispatch;
+mod error;
+mod handle;
+mod handshake;
+mod logging;
+pub mod router;
+pub mod testing;
+mod xmlstream;
+
+pub use app::{EXIT_CONFIG, exit_code, run, shutdown_signal};
+pub use component::Component;
+pub use config::{ComponentArgs, Config, LogFormat, Secret};
+pub use error::{Error, RequestError, SendError, StreamErrorInfo};
+pub use handle::Handle;
+pub use handshake::token as handshake_token;
+pub use logging::init as init_logging;
+pub use router::{IqRequest, IqResult, Router, stanza_error};
+pub use xmlstream::{ParseError, StreamEvent, StreamHeader, StreamParser};
+
+/// Re-exported so components use exactly the versions the framework speaks.
+pub use clap;
+pub use minidom;
+pub use xmpp_parsers;
