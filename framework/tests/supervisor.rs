@@ -1,0 +1,270 @@
+//! The component against the in-process `TestServer`: handshake, echo of stanzas, the
+//! outbound queue across a reconnect, oversized and malformed input, stream errors,
+//! dead-link detection and graceful shutdown.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use xmpp_component::testing::TestServer;
+use xmpp_component::xmpp_parsers::jid::Jid;
+use xmpp_component::xmpp_parsers::message::Message;
+use xmpp_component::{Component, Config, Error, Handle, Router, Secret};
+
+const DOMAIN: &str = "echo.localhost";
+const SECRET: &str = "test-secret";
+
+fn config(server: &TestServer) -> Config {
+    let mut config =
+        Config::new(server.addr().to_string(), DOMAIN, Secret::new(SECRET)).expect("config");
+    config.backoff_min = Duration::from_millis(20);
+    config.backoff_max = Duration::from_millis(200);
+    config
+}
+
+fn jid(s: &str) -> Jid {
+    Jid::new(s).expect("test JID")
+}
+
+/// A router that answers every message with a chat message carrying the same body.
+fn echo_router() -> Router {
+    Router::new().message(|handle: Handle, msg: Message| async move {
+        let mut reply = Message::chat(msg.from.clone());
+        reply.bodies = msg.bodies.clone();
+        reply.id = msg.id.clone();
+        handle.send(reply).await
+    })
+}
+
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl Running {
+    async fn stop(mut self) -> Result<(), Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("component stops in time")
+            .expect("component task")
+    }
+}
+
+fn start(component: Component) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(component.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// Accepts the component and waits until it has processed the handshake (a ping round trip).
+async fn accept_and_sync(server: &mut TestServer) {
+    server.accept().await.expect("handshake");
+    server
+        .send_xml(&format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='sync' from='alice@localhost/a' \
+             to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+        .await
+        .expect("send ping");
+    let pong = server.recv().await.expect("ping reply");
+    assert_eq!(pong.attr("type"), Some("result"));
+    assert_eq!(pong.attr("id"), Some("sync"));
+}
+
+fn message(id: &str, body: &str) -> String {
+    format!(
+        "<message xmlns='jabber:component:accept' from='alice@localhost/a' to='{DOMAIN}' \
+         type='chat' id='{id}'><body>{body}</body></message>"
+    )
+}
+
+fn body(element: &xmpp_component::minidom::Element) -> Option<String> {
+    element
+        .get_child("body", "jabber:component:accept")
+        .map(|b| b.text())
+}
+
+#[tokio::test]
+async fn handshake_then_echo() {
+    let mut server = TestServer::bind(DOMAIN, SECRET).await.expect("bind");
+    let running = start(Component::new(config(&server), echo_router()));
+    server.accept().await.expect("handshake");
+    server
+        .send_xml(&message("m1", "hello"))
+        .await
+        .expect("send");
+    let reply = server.recv().await.expect("echo");
+    assert_eq!(reply.attr("to"), Some("alice@localhost/a"));
+    assert_eq!(reply.attr("from"), Some(DOMAIN));
+    assert_eq!(reply.attr("id"), Some("m1"));
+    assert_eq!(body(&reply).as_deref(), Some("hello"));
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn queue_survives_a_reconnect_in_order() {
+    let mut server = TestServer::bind(DOMAIN, SECRET).await.expect("bind");
+    let component = Component::new(config(&server), Router::new());
+    let handle = component.handle();
+    let running = start(component);
+    server.accept().await.expect("first handshake");
+    server.drop_connection();
+    // Sent while the link is down (or just dropping): must all arrive after the reconnect.
+    for n in 0..50 {
+        let msg = Message::chat(Some(jid("bob@localhost")))
+            .with_body(Default::default(), format!("n{n}"));
+        handle.send(msg).await.expect("queued");
+    }
+    server.accept().await.expect("reconnected");
+    let mut seen = Vec::new();
+    while seen.len() < 50 {
+        let element = server.recv().await.expect("queued stanza");
+        seen.push(body(&element).unwrap_or_default());
+    }
+    let expected: Vec<String> = (0..50).map(|n| format!("n{n}")).collect();
+    assert_eq!(seen, expected);
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn oversized_stanza_ends_the_connection_and_it_comes_back() {
+    let mut server = TestServer::bind(DOMAIN, SECRET).await.expect("bind");
+    let mut config = config(&server);
+    config.max_stanza_size = 4096;
+    let running = start(Component::new(config, echo_router()));
+    accept_and_sync(&mut server).await;
+    server
+        .send_xml(&message("big", &"x".repeat(10_000)))
+        .await
+        .expect("send");
+    // The component says why (policy-violation) and then closes.
+    let error = server.recv().await.expect("stream error");
+    assert_eq!(error.name(), "error");
+    assert!(
+        error
+            .get_child("policy-violation", "urn:ietf:params:xml:ns:xmpp-streams")
+            .is_some(),
+        "got {error:?}"
+    );
+    server.accept().await.expect("reconnected");
+    server
+        .send_xml(&message("small", "ok"))
+        .await
+        .expect("send");
+    assert_eq!(
+        body(&server.recv().await.expect("echo")).as_deref(),
+        Some("ok")
+    );
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn malformed_xml_ends_the_connection_and_it_comes_back() {
+    let mut server = TestServer::bind(DOMAIN, SECRET).await.expect("bind");
+    let running = start(Component::new(config(&server), echo_router()));
+    accept_and_sync(&mut server).await;
+    server
+        .send_raw(b"<message><body>x</bod></message>")
+        .await
+        .expect("send");
+    let error = server.recv().await.expect("stream error");
+    assert!(
+        error
+            .get_child("not-well-formed", "urn:ietf:params:xml:ns:xmpp-streams")
+            .is_some(),
+        "got {error:?}"
+    );
+    server.accept().await.expect("reconnected");
+    server.send_xml(&message("m", "again")).await.expect("send");
+    assert_eq!(
+        body(&server.recv().await.expect("echo")).as_deref(),
+        Some("again")
+    );
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn conflict_is_retried_but_not_authorized_is_fatal() {
+    let mut server = TestServer::bind(DOMAIN, SECRET).await.expect("bind");
+    let running = start(Component::new(config(&server), echo_router()));
+    server.accept().await.expect("handshake");
+    server
+        .send_stream_error("conflict", "Replaced by new connection")
+        .await
+        .expect("send error");
+    server.accept().await.expect("retried after conflict");
+    running.stop().await.expect("clean stop");
+
+    let wrong = TestServer::bind(DOMAIN, "another-secret")
+        .await
+        .expect("bind");
+    let mut server = wrong;
+    let component = Component::new(config(&server), echo_router());
+    let task = tokio::spawn(component.run(std::future::pending()));
+    assert!(server.accept().await.is_err(), "token must not match");
+    let result = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("gives up quickly")
+        .expect("task");
+    match result {
+        Err(error @ Error::Stream(_)) => {
+            assert!(error.is_fatal());
+            assert!(error.hint().unwrap_or_default().contains("secret"));
+        }
+        other => panic!("expected a fatal stream error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn silent_server_is_pinged_then_dropped() {
+    let mut server = TestServer::bind(DOMAIN, SECRET).await.expect("bind");
+    let mut config = config(&server);
+    config.ping_after = Duration::from_millis(200);
+    config.ping_timeout = Duration::from_millis(300);
+    let running = start(Component::new(config, echo_router()));
+    server.accept().await.expect("handshake");
+    let ping = server.recv().await.expect("a ping after silence");
+    assert_eq!(ping.name(), "iq");
+    assert_eq!(ping.attr("to"), Some("localhost"));
+    assert!(ping.get_child("ping", "urn:xmpp:ping").is_some());
+    // We do not answer: the component must give up on this link and dial again.
+    server
+        .accept_within(Duration::from_secs(3))
+        .await
+        .expect("reconnects after the dead link");
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn shutdown_flushes_the_queue_and_closes_the_stream() {
+    let mut server = TestServer::bind(DOMAIN, SECRET).await.expect("bind");
+    let component = Component::new(config(&server), Router::new());
+    let handle = component.handle();
+    let running = start(component);
+    accept_and_sync(&mut server).await;
+    for n in 0..100 {
+        let msg = Message::chat(Some(jid("bob@localhost")))
+            .with_body(Default::default(), format!("n{n}"));
+        handle.try_send(msg).expect("queued");
+    }
+    running.stop().await.expect("clean stop");
+    let mut count = 0;
+    loop {
+        match server.recv().await {
+            Ok(_) => count += 1,
+            Err(xmpp_component::testing::TestError::Closed) => break,
+            Err(other) => panic!("expected the stream to close, got {other}"),
+        }
+    }
+    assert_eq!(
+        count, 100,
+        "every queued stanza is written before </stream:stream>"
+    );
+}
