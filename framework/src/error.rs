@@ -32,7 +32,9 @@ impl StreamErrorInfo {
         match self.condition.as_str() {
             "not-authorized" => Some(
                 "the server rejected the handshake: check that the component secret matches \
-                 the server's component_secret (Prosody) or password (ejabberd_service)",
+                 the server's component_secret (Prosody) or password (ejabberd_service), and \
+                 that the server has this --domain configured (ejabberd answers an unknown \
+                 domain with not-authorized too)",
             ),
             "host-unknown" | "improper-addressing" => Some(
                 "the server does not know this component domain: check --domain and that the \

@@ -1,0 +1,219 @@
+//! Throughput and latency of the real `xmpp-echo` binary, with this process playing the
+//! server side of XEP-0114 over loopback (the framework's `TestServer`).
+//!
+//! Run: `cargo bench -p xmpp-echo` (env `BENCH_MESSAGES`, `BENCH_IN_FLIGHT`, `BENCH_ROUND_TRIPS`
+//! override the defaults 200000 / 1000 / 20000).
+//!
+//! Phase 1 sends the messages with a bounded number in flight and verifies every echo (id
+//! and body, each exactly once). Phase 2 pins this process and the component to core 0
+//! (`taskset`) and times one-at-a-time round trips. Finally the component's peak RSS
+//! (VmHWM) is read from /proc.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use xmpp_component::minidom::Element;
+use xmpp_component::testing::{ServerReader, ServerWriter, TestServer};
+
+const DOMAIN: &str = "echo.localhost";
+const SECRET: &str = "bench-secret";
+const NS: &str = "jabber:component:accept";
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn message(n: usize) -> String {
+    format!(
+        "<message from='user{}@localhost/bench' to='{DOMAIN}' type='chat' id='m{n}'>\
+         <body>payload number {n}</body></message>",
+        n % 16
+    )
+}
+
+/// Checks an echo and returns its sequence number.
+fn verify(element: &Element) -> Result<usize, String> {
+    let id = element.attr("id").ok_or("echo without id")?;
+    let n: usize = id
+        .strip_prefix('m')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("unexpected id {id:?}"))?;
+    let body = element.get_child("body", NS).map(|b| b.text());
+    if body.as_deref() != Some(format!("payload number {n}").as_str()) {
+        return Err(format!("echo {id} has body {body:?}"));
+    }
+    let to = format!("user{}@localhost/bench", n % 16);
+    if element.attr("to") != Some(to.as_str()) || element.attr("from") != Some(DOMAIN) {
+        return Err(format!("echo {id} is misaddressed"));
+    }
+    Ok(n)
+}
+
+async fn throughput(
+    reader: &mut ServerReader,
+    writer: ServerWriter,
+    total: usize,
+    in_flight: usize,
+) -> Result<f64, String> {
+    let window = Arc::new(Semaphore::new(in_flight));
+    let sender_window = Arc::clone(&window);
+    let start = Instant::now();
+    let sending = tokio::spawn(async move {
+        let mut writer = writer;
+        let mut next = 0;
+        while next < total {
+            let want = (total - next).min(64);
+            let Ok(permits) = sender_window.acquire_many(want as u32).await else {
+                return Err("window closed".to_owned());
+            };
+            permits.forget();
+            let mut batch = String::with_capacity(want * 160);
+            for n in next..next + want {
+                batch.push_str(&message(n));
+            }
+            writer
+                .send_raw(batch.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            next += want;
+        }
+        Ok(writer)
+    });
+    let mut seen = vec![false; total];
+    let mut received = 0;
+    while received < total {
+        let batch = reader
+            .recv_batch(Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("after {received} echoes: {e}"))?;
+        for element in &batch {
+            let n = verify(element)?;
+            if n >= total || std::mem::replace(&mut seen[n], true) {
+                return Err(format!("duplicate or unknown echo m{n}"));
+            }
+        }
+        received += batch.len();
+        window.add_permits(batch.len());
+    }
+    let elapsed = start.elapsed();
+    sending
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("sender: {e}"))?;
+    Ok(total as f64 / elapsed.as_secs_f64())
+}
+
+async fn latency(
+    reader: &mut ServerReader,
+    writer: &mut ServerWriter,
+    first: usize,
+    rounds: usize,
+) -> Result<Vec<Duration>, String> {
+    let mut samples = Vec::with_capacity(rounds);
+    for n in first..first + rounds {
+        let start = Instant::now();
+        writer
+            .send_raw(message(n).as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let echo = reader
+            .recv_within(Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
+        samples.push(start.elapsed());
+        if verify(&echo)? != n {
+            return Err(format!("round trip {n} got the wrong echo"));
+        }
+    }
+    samples.sort();
+    Ok(samples)
+}
+
+fn pin_to_core0(pid: u32) {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", "0", &pid.to_string()])
+        .stdout(Stdio::null())
+        .status();
+    if !matches!(status, Ok(s) if s.success()) {
+        eprintln!("warning: could not pin pid {pid} with taskset");
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A running `xmpp-echo` process; killed when dropped.
+struct Echo(std::process::Child);
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `xmpp-echo` against a fresh `TestServer` and returns the server's halves.
+async fn start_echo() -> Result<(Echo, ServerReader, ServerWriter), String> {
+    let mut server = TestServer::bind(DOMAIN, SECRET)
+        .await
+        .map_err(|e| e.to_string())?;
+    let child = Command::new(env!("CARGO_BIN_EXE_xmpp-echo"))
+        .args(["--server", &server.addr().to_string(), "--domain", DOMAIN])
+        .args(["--log", "warn"])
+        .env("XMPP_COMPONENT_SECRET", SECRET)
+        .spawn()
+        .map_err(|e| format!("cannot start xmpp-echo: {e}"))?;
+    let echo = Echo(child);
+    server.accept().await.map_err(|e| e.to_string())?;
+    let (reader, writer) = server.take_connection().map_err(|e| e.to_string())?;
+    Ok((echo, reader, writer))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), String> {
+    let total = env_or("BENCH_MESSAGES", 200_000);
+    let in_flight = env_or("BENCH_IN_FLIGHT", 1_000);
+    let rounds = env_or("BENCH_ROUND_TRIPS", 20_000);
+
+    // Phase 1: throughput, both processes free to use both cores.
+    let (echo, mut reader, mut writer) = start_echo().await?;
+    latency(&mut reader, &mut writer, 0, 1_000).await?; // warm-up
+    let rate = throughput(&mut reader, writer, total, in_flight).await?;
+    println!(
+        "throughput: {total} messages, {in_flight} in flight, every echo verified: {rate:.0} msg/s"
+    );
+    let throughput_rss = peak_rss_kib(echo.0.id());
+    drop(echo);
+
+    // Phase 2: latency, this process and the component pinned to core 0.
+    let (echo, mut reader, mut writer) = start_echo().await?;
+    pin_to_core0(echo.0.id());
+    pin_to_core0(std::process::id());
+    latency(&mut reader, &mut writer, 0, 1_000).await?; // warm-up
+    let samples = latency(&mut reader, &mut writer, 1_000, rounds).await?;
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!(
+        "latency: {rounds} round trips, one core: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        pct(0.50).as_secs_f64() * 1e6,
+        pct(0.99).as_secs_f64() * 1e6,
+        pct(1.0).as_secs_f64() * 1e6
+    );
+    let latency_rss = peak_rss_kib(echo.0.id());
+    drop(echo);
+    let mib =
+        |kib: Option<u64>| kib.map_or("?".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    println!(
+        "peak RSS of xmpp-echo: {} (throughput run), {} (latency run)",
+        mib(throughput_rss),
+        mib(latency_rss)
+    );
+    Ok(())
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The one command that runs every test on a fresh Debian 12 machine, as root:
+#   1. apt-installs Prosody, ejabberd, curl and python3-venv when a binary is missing;
+#   2. creates <repo>/.venv and pip-installs tests/requirements.txt;
+#   3. cargo build --workspace --bins, then cargo test --workspace (Rust unit tests);
+#   4. pytest tests -v (integration tests against real Prosody and ejabberd on loopback).
+# Every stage runs even when an earlier one failed (so one run shows all problems);
+# the exit status is non-zero when any stage failed.
+# Environment: CI=true turns "server/binary missing" skips into failures (see tests/conftest.py);
+# PYTEST_ARGS adds pytest arguments (e.g. PYTEST_ARGS="-k servers"); XMPP_ECHO_BIN overrides
+# the component binary under test (default <repo>/target/debug/xmpp-echo).
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+log() { printf '\n==> %s\n' "$*"; }
+die() { printf 'test-all: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else die "need root to run: $*"; fi
+}
+
+# ---------------------------------------------------------------- 1. system packages
+need_pkgs=()
+{ command -v prosody >/dev/null && command -v prosodyctl >/dev/null; } || need_pkgs+=(prosody lua-unbound)
+{ command -v erl >/dev/null && compgen -G '/usr/lib/*/ejabberd-*/ebin/ejabberd.app' >/dev/null; } || need_pkgs+=(ejabberd)
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need_pkgs+=(python3-venv); fi
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing missing packages: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update || die "apt-get update failed"
+  as_root apt-get install -y --no-install-recommends "${need_pkgs[@]}" || die "apt-get install failed"
+  # Where no policy-rc.d blocks it, the packages start system services on 5222/5269/5280/5347.
+  # The tests use their own servers on free ports; stop the ones this run just installed.
+  for svc in prosody ejabberd; do
+    if printf '%s\n' "${need_pkgs[@]}" | grep -qx "$svc"; then
+      as_root invoke-rc.d "$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
+else
+  log "system packages present (prosody, ejabberd, curl, python3 venv)"
+fi
+
+# ---------------------------------------------------------------- 2. Python venv
+VENV="$REPO/.venv"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+  log "creating $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV" || die "python3 -m venv failed"
+fi
+log "pip install -r tests/requirements.txt"
+"$VENV/bin/python" -m pip install --disable-pip-version-check -q -r tests/requirements.txt \
+  || die "pip install failed"
+
+# ---------------------------------------------------------------- 3. Rust
+failed=()
+command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
+
+log "cargo build --workspace --bins"
+cargo build --workspace --bins || failed+=("cargo build")
+
+log "cargo test --workspace"
+cargo test --workspace || failed+=("cargo test")
+
+# ---------------------------------------------------------------- 4. integration tests
+if [ -z "${XMPP_ECHO_BIN:-}" ] && [ -n "${CARGO_TARGET_DIR:-}" ]; then
+  export XMPP_ECHO_BIN="$CARGO_TARGET_DIR/debug/xmpp-echo"
+fi
+log "pytest tests -v ${PYTEST_ARGS:-}"
+# shellcheck disable=SC2086  # PYTEST_ARGS is split on purpose
+"$VENV/bin/python" -m pytest tests -v ${PYTEST_ARGS:-} || failed+=("pytest")
+
+if [ ${#failed[@]} -gt 0 ]; then
+  printf '\ntest-all: FAILED stages: %s\n' "${failed[*]}" >&2
+  exit 1
+fi
+printf '\ntest-all: all stages passed\n' >&2

@@ -1,0 +1,1 @@
+"""Integration-test harness for XEP-0114 components: real servers, clients, component processes."""
