@@ -21,8 +21,7 @@ pub fn run(args: ComponentArgs, make_router: impl FnOnce(&Config) -> Router) -> 
         }
     };
     crate::logging::init(&config.log, config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

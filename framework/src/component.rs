@@ -10,7 +10,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use minidom::Element;
 use tokio::sync::{Mutex, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +20,8 @@ use crate::connection::{self, Close, Outbox, StreamReader};
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::handle::Handle;
-use crate::router::Router;
+use crate::router::{Inbound, Router};
+use crate::xmlstream::{Stanza, StreamEvent};
 
 /// A component ready to run: its configuration, its router and its outbound queue.
 pub struct Component {
@@ -218,28 +218,31 @@ impl Component {
                     self.send_ping();
                     ping_deadline = Some(Instant::now() + config.ping_timeout);
                 }
-                element = reader.next_element() => {
-                    let element = element?;
+                event = reader.next_stanza() => {
+                    let event = event?;
                     last_heard = Instant::now();
                     ping_deadline = None;
-                    self.route(element, dispatcher).await;
+                    match event {
+                        StreamEvent::Stanza(stanza) => self.route(stanza, dispatcher).await,
+                        StreamEvent::Invalid(invalid) => {
+                            dispatcher.submit(Inbound::Invalid(invalid)).await;
+                        }
+                        StreamEvent::Header(_) | StreamEvent::End => {}
+                    }
                 }
             }
         }
     }
 
-    async fn route(&self, element: Element, dispatcher: &Dispatcher) {
-        let is_reply = element.name() == "iq"
-            && matches!(element.attr("type"), Some("result") | Some("error"));
-        if is_reply {
-            if let Ok(iq) = Iq::try_from(element)
-                && let Some(unclaimed) = self.handle.resolve(iq)
-            {
-                tracing::trace!(id = unclaimed.id(), "IQ reply nobody waits for");
+    async fn route(&self, stanza: Stanza, dispatcher: &Dispatcher) {
+        match stanza {
+            Stanza::Iq(iq @ (Iq::Result { .. } | Iq::Error { .. })) => {
+                if let Some(unclaimed) = self.handle.resolve(iq) {
+                    tracing::trace!(id = unclaimed.id(), "IQ reply nobody waits for");
+                }
             }
-            return;
+            other => dispatcher.submit(Inbound::Stanza(other)).await,
         }
-        dispatcher.submit(element).await;
     }
 
     fn send_ping(&self) {

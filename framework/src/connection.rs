@@ -19,14 +19,16 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use crate::config::Config;
 use crate::error::{Error, StreamErrorInfo};
 use crate::handshake;
-use crate::xmlstream::{NS_COMPONENT, NS_STREAM, ParseError, StreamEvent, StreamParser};
+use crate::xmlstream::{
+    NS_COMPONENT, NS_STREAM, ParseError, ParseMode, Stanza, StreamEvent, StreamParser,
+};
 
 /// Largest batch of serialised stanzas written with one syscall.
 const BATCH_BYTES: usize = 64 * 1024;
 
 /// The outbound queue plus whatever a dead connection failed to write.
 pub(crate) struct Outbox {
-    pub(crate) queue: mpsc::Receiver<Element>,
+    pub(crate) queue: mpsc::Receiver<Stanza>,
     /// Serialised stanzas not yet known to be written; written first on the next connection.
     pub(crate) unsent: Vec<u8>,
 }
@@ -43,7 +45,7 @@ impl StreamReader {
     fn new(socket: OwnedReadHalf, max_stanza_size: usize) -> Self {
         StreamReader {
             socket,
-            parser: StreamParser::new(max_stanza_size),
+            parser: StreamParser::with_mode(max_stanza_size, ParseMode::Typed),
             buffer: Vec::with_capacity(BATCH_BYTES),
             ready: VecDeque::new(),
         }
@@ -70,15 +72,32 @@ impl StreamReader {
         }
     }
 
-    /// The next top-level element; a `<stream:error/>` or the end of the stream is an error.
-    pub(crate) async fn next_element(&mut self) -> Result<Element, Error> {
+    /// The next stanza (or invalid stanza); a `<stream:error/>` or the end of the stream
+    /// is an error.
+    pub(crate) async fn next_stanza(&mut self) -> Result<StreamEvent, Error> {
         match self.next().await? {
-            StreamEvent::Element(element) => match stream_error(&element) {
+            StreamEvent::Stanza(Stanza::Element(element)) => match stream_error(&element) {
                 Some(info) => Err(Error::Stream(info)),
-                None => Ok(element),
+                None => Ok(StreamEvent::Stanza(Stanza::Element(element))),
             },
             StreamEvent::End => Err(Error::Closed),
             StreamEvent::Header(_) => Err(Error::Xml("a second stream header".into())),
+            other => Ok(other),
+        }
+    }
+
+    async fn next_element(&mut self) -> Result<Element, Error> {
+        match self.next_stanza().await? {
+            StreamEvent::Stanza(Stanza::Element(element)) => Ok(element),
+            StreamEvent::Stanza(other) => Err(Error::UnexpectedDuringHandshake(
+                match other {
+                    Stanza::Message(_) => "message",
+                    Stanza::Presence(_) => "presence",
+                    _ => "iq",
+                }
+                .into(),
+            )),
+            _ => Err(Error::UnexpectedDuringHandshake("an invalid stanza".into())),
         }
     }
 }
@@ -125,8 +144,8 @@ async fn connect_inner(config: &Config) -> Result<(StreamReader, OwnedWriteHalf)
 
     let header = match reader.next().await? {
         StreamEvent::Header(header) => header,
-        StreamEvent::Element(e) => return Err(Error::UnexpectedDuringHandshake(e.name().into())),
         StreamEvent::End => return Err(Error::Closed),
+        _ => return Err(Error::UnexpectedDuringHandshake("a stanza".into())),
     };
     let Some(stream_id) = header.id else {
         // Prosody answers an unknown domain with an id-less header and then the reason.
@@ -225,13 +244,32 @@ async fn finish(
     Ok(())
 }
 
-/// Appends one stanza's XML to `out`; an element minidom cannot write is logged and skipped.
-pub(crate) fn serialize(element: &Element, out: &mut Vec<u8>) {
+/// Appends one stanza's XML to `out`. Typed stanzas are encoded straight from their
+/// `xso` representation (no intermediate DOM). A stanza that cannot be written is logged
+/// and skipped.
+pub(crate) fn serialize(stanza: &Stanza, out: &mut Vec<u8>) {
     let start = out.len();
-    if let Err(error) = element.write_to(out) {
+    let result = match stanza {
+        Stanza::Message(m) => encode(m, out),
+        Stanza::Presence(p) => encode(p, out),
+        Stanza::Iq(iq) => encode(iq, out),
+        Stanza::Element(e) => e.write_to(out).map_err(|e| e.to_string()),
+    };
+    if let Err(error) = result {
         out.truncate(start);
-        tracing::error!(%error, element = element.name(), "dropping a stanza that cannot be serialised");
+        tracing::error!(%error, "dropping a stanza that cannot be serialised");
     }
+}
+
+fn encode(value: &impl xso::AsXml, out: &mut Vec<u8>) -> Result<(), String> {
+    let mut encoder = rxml::writer::Encoder::new();
+    for item in value.as_xml_iter().map_err(|e| e.to_string())? {
+        let item = item.map_err(|e| e.to_string())?;
+        encoder
+            .encode(item.as_rxml_item(), out)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 fn escape_text(text: &str) -> String {

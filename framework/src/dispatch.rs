@@ -11,21 +11,25 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+
+use futures_util::FutureExt;
 use std::sync::{Arc, Mutex};
 
-use minidom::Element;
 use tokio::sync::Semaphore;
 
 use crate::handle::Handle;
-use crate::router::Router;
+use crate::router::{BoxFuture, Inbound, Router};
 
-type Queues = Arc<Mutex<HashMap<String, VecDeque<Element>>>>;
+/// Busy senders (by hash of their JID) and what they sent meanwhile. Two senders whose
+/// hashes collide are merely ordered together.
+type Queues = Arc<Mutex<HashMap<u64, VecDeque<Inbound>>>>;
 
 /// Feeds inbound stanzas to the router with per-sender ordering.
 pub(crate) struct Dispatcher {
     router: Arc<Router>,
     handle: Handle,
-    /// Senders with a handler still running, and what they sent meanwhile.
     busy: Queues,
     permits: Arc<Semaphore>,
     max_in_flight: u32,
@@ -45,26 +49,25 @@ impl Dispatcher {
     }
 
     /// Hands one stanza over; waits only when the concurrency bound is reached.
-    pub(crate) async fn submit(&self, element: Element) {
-        let sender = element.attr("from").unwrap_or_default().to_owned();
+    pub(crate) async fn submit(&self, inbound: Inbound) {
+        let sender = inbound.sender_hash();
         if let Some(queue) = lock(&self.busy).get_mut(&sender) {
-            queue.push_back(element);
+            queue.push_back(inbound);
             return;
         }
         // Only this (reader) task inserts keys, so `sender` cannot become busy meanwhile.
         let Ok(permit) = self.permits.clone().acquire_owned().await else {
             return; // The semaphore is never closed.
         };
-        let router = Arc::clone(&self.router);
-        let handle = self.handle.clone();
-        let mut first = Box::pin(async move { router.dispatch(&handle, element).await });
-        let finished_inline =
-            std::future::poll_fn(|cx| std::task::Poll::Ready(first.as_mut().poll(cx).is_ready()))
-                .await;
+        let mut first = guarded(self.router.dispatch(&self.handle, inbound));
+        let finished_inline = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(Pin::new(&mut first).poll(cx).is_ready())
+        })
+        .await;
         if finished_inline {
             return;
         }
-        lock(&self.busy).insert(sender.clone(), VecDeque::new());
+        lock(&self.busy).insert(sender, VecDeque::new());
         let (router, handle, busy) = (
             Arc::clone(&self.router),
             self.handle.clone(),
@@ -83,7 +86,7 @@ impl Dispatcher {
                         }
                     }
                 };
-                router.dispatch(&handle, next).await;
+                guarded(router.dispatch(&handle, next)).await;
             }
             drop(permit);
         });
@@ -95,6 +98,15 @@ impl Dispatcher {
             drop(all);
         }
     }
+}
+
+/// A handler's future that logs a panic instead of unwinding into the reader.
+fn guarded(future: BoxFuture<()>) -> impl Future<Output = ()> + Unpin + Send {
+    AssertUnwindSafe(future).catch_unwind().map(|outcome| {
+        if outcome.is_err() {
+            tracing::error!("a stanza handler panicked");
+        }
+    })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -109,14 +121,16 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use xmpp_parsers::jid::Jid;
+    use xmpp_parsers::message::Message;
 
-    fn message(from: &str, body: &str) -> Element {
-        format!(
-            "<message xmlns='jabber:component:accept' from='{from}' to='echo.localhost' \
-             type='chat'><body>{body}</body></message>"
-        )
-        .parse()
-        .expect("test XML")
+    fn message(from: &str, body: &str) -> Inbound {
+        let message = Message::chat(Some(Jid::new("echo.localhost").expect("jid")))
+            .with_body(Default::default(), body.to_owned());
+        let message = Message {
+            from: Some(Jid::new(from).expect("jid")),
+            ..message
+        };
+        Inbound::Stanza(message.into())
     }
 
     /// A router whose handler sleeps a sender-specific time and records (sender, body).
@@ -189,5 +203,31 @@ mod tests {
         }
         dispatcher.wait_idle().await;
         assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_does_not_stop_the_next_stanza() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&log);
+        let router = Router::new().message(move |_, msg: Message| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let body = msg.bodies.values().next().cloned().unwrap_or_default();
+                if body == "boom" {
+                    panic!("handler bug");
+                }
+                lock(&seen).push(body);
+            }
+        });
+        let (handle, _rx) = Handle::new(
+            Jid::new("echo.localhost").expect("jid"),
+            16,
+            Duration::from_secs(1),
+        );
+        let dispatcher = Dispatcher::new(Arc::new(router), handle, 4);
+        dispatcher.submit(message("a@x/1", "boom")).await;
+        dispatcher.submit(message("a@x/1", "after")).await;
+        dispatcher.wait_idle().await;
+        assert_eq!(*lock(&log), vec!["after".to_owned()]);
     }
 }

@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use minidom::Element;
 use tokio::sync::{mpsc, oneshot};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 
 use crate::error::{RequestError, SendError};
+use crate::xmlstream::Stanza;
 
 /// Replies we are waiting for, keyed by (peer, id).
 type PendingMap = HashMap<(String, String), oneshot::Sender<Iq>>;
@@ -29,7 +29,7 @@ pub struct Handle {
 struct Inner {
     domain: String,
     domain_jid: Jid,
-    queue: mpsc::Sender<Element>,
+    queue: mpsc::Sender<Stanza>,
     pending: Mutex<PendingMap>,
     next_id: AtomicU64,
     request_timeout: Duration,
@@ -49,7 +49,7 @@ impl Handle {
         domain: Jid,
         capacity: usize,
         request_timeout: Duration,
-    ) -> (Handle, mpsc::Receiver<Element>) {
+    ) -> (Handle, mpsc::Receiver<Stanza>) {
         let (queue, receiver) = mpsc::channel(capacity.max(1));
         let inner = Inner {
             domain: domain.to_string(),
@@ -80,19 +80,19 @@ impl Handle {
     /// Queues a stanza, waiting while the queue is full (back-pressure).
     ///
     /// A missing `from` becomes the component's domain; a `from` outside it is refused.
-    pub async fn send(&self, stanza: impl Into<Element>) -> Result<(), SendError> {
-        let element = self.prepare(stanza.into())?;
+    pub async fn send(&self, stanza: impl Into<Stanza>) -> Result<(), SendError> {
+        let stanza = self.prepare(stanza.into())?;
         self.inner
             .queue
-            .send(element)
+            .send(stanza)
             .await
             .map_err(|_| SendError::Closed)
     }
 
     /// Queues a stanza without waiting; fails with [`SendError::QueueFull`] when full.
-    pub fn try_send(&self, stanza: impl Into<Element>) -> Result<(), SendError> {
-        let element = self.prepare(stanza.into())?;
-        self.inner.queue.try_send(element).map_err(|e| match e {
+    pub fn try_send(&self, stanza: impl Into<Stanza>) -> Result<(), SendError> {
+        let stanza = self.prepare(stanza.into())?;
+        self.inner.queue.try_send(stanza).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => SendError::Closed,
         })
@@ -165,8 +165,25 @@ impl Handle {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Fills in or checks the `from` attribute.
-    fn prepare(&self, mut element: Element) -> Result<Element, SendError> {
+    /// Fills in or checks the `from` address.
+    fn prepare(&self, mut stanza: Stanza) -> Result<Stanza, SendError> {
+        let from = match &mut stanza {
+            Stanza::Message(m) => &mut m.from,
+            Stanza::Presence(p) => &mut p.from,
+            Stanza::Iq(iq) => iq.from_mut(),
+            Stanza::Element(element) => {
+                self.prepare_element(element)?;
+                return Ok(stanza);
+            }
+        };
+        match from {
+            None => *from = Some(self.inner.domain_jid.clone()),
+            Some(jid) => self.check_domain(jid)?,
+        }
+        Ok(stanza)
+    }
+
+    fn prepare_element(&self, element: &mut minidom::Element) -> Result<(), SendError> {
         match element.attr("from") {
             None => {
                 if let Ok(name) = rxml::NcName::try_from("from") {
@@ -176,18 +193,24 @@ impl Handle {
                         self.inner.domain.clone(),
                     );
                 }
+                Ok(())
             }
             Some(from) => {
                 let jid = Jid::new(from).map_err(|e| SendError::InvalidJid(e.to_string()))?;
-                if jid.domain().as_str() != self.inner.domain {
-                    return Err(SendError::ForeignFrom {
-                        from: from.to_owned(),
-                        domain: self.inner.domain.clone(),
-                    });
-                }
+                self.check_domain(&jid)
             }
         }
-        Ok(element)
+    }
+
+    fn check_domain(&self, jid: &Jid) -> Result<(), SendError> {
+        if jid.domain().as_str() == self.inner.domain {
+            Ok(())
+        } else {
+            Err(SendError::ForeignFrom {
+                from: jid.to_string(),
+                domain: self.inner.domain.clone(),
+            })
+        }
     }
 }
 
@@ -196,7 +219,7 @@ mod tests {
     use super::*;
     use xmpp_parsers::message::Message;
 
-    fn handle(capacity: usize) -> (Handle, mpsc::Receiver<Element>) {
+    fn handle(capacity: usize) -> (Handle, mpsc::Receiver<Stanza>) {
         Handle::new(jid("echo.localhost"), capacity, Duration::from_secs(1))
     }
 
@@ -211,8 +234,11 @@ mod tests {
             .send(Message::chat(jid("alice@localhost")))
             .await
             .expect("queued");
-        let sent = rx.recv().await.expect("an element");
-        assert_eq!(sent.attr("from"), Some("echo.localhost"));
+        let sent = rx.recv().await.expect("a stanza");
+        assert_eq!(
+            sent.from_jid().map(|j| j.to_string()).as_deref(),
+            Some("echo.localhost")
+        );
 
         let mut ok = Message::chat(jid("alice@localhost"));
         ok.from = Some(jid("bot@echo.localhost/r1"));
@@ -250,7 +276,7 @@ mod tests {
             requester.request(iq).await
         });
         let sent = rx.recv().await.expect("request sent");
-        assert_eq!(sent.attr("id"), Some("q1"));
+        assert!(matches!(sent, Stanza::Iq(iq) if iq.id() == "q1"));
         // Same id, wrong peer: not ours.
         let stranger = Iq::empty_result(jid("echo.localhost"), "q1").with_from(jid("evil.example"));
         assert!(handle.resolve(stranger).is_some());

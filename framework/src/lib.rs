@@ -58,9 +58,13 @@ pub use handle::Handle;
 pub use handshake::token as handshake_token;
 pub use logging::init as init_logging;
 pub use router::{IqRequest, IqResult, Router, stanza_error};
-pub use xmlstream::{ParseError, StreamEvent, StreamHeader, StreamParser};
+pub use xmlstream::{
+    InvalidStanza, ParseError, ParseMode, Stanza, StreamEvent, StreamHeader, StreamParser,
+};
 
 /// Re-exported so components use exactly the versions the framework speaks.
 pub use clap;
 pub use minidom;
+pub use rxml;
 pub use xmpp_parsers;
+pub use xso;

@@ -24,6 +24,32 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use xmpp_parsers::version::VersionResult;
 
 use crate::handle::Handle;
+use crate::xmlstream::{InvalidStanza, Stanza};
+
+/// What the reader hands to the router: a stanza, or one that failed validation.
+// Stanzas are the common, large case; boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// A parsed stanza.
+    Stanza(Stanza),
+    /// A message/presence/IQ that is not valid.
+    Invalid(InvalidStanza),
+}
+
+impl Inbound {
+    /// A hash of the sender, for per-sender ordering.
+    pub(crate) fn sender_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        match self {
+            Inbound::Stanza(Stanza::Element(e)) => e.attr("from").hash(&mut hasher),
+            Inbound::Stanza(stanza) => stanza.from_jid().hash(&mut hasher),
+            Inbound::Invalid(invalid) => invalid.from.hash(&mut hasher),
+        }
+        hasher.finish()
+    }
+}
 
 /// A boxed, sendable future, as stored in the router.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -257,79 +283,43 @@ impl Router {
         }
     }
 
-    /// Handles one inbound top-level element to completion (including any IQ reply).
-    pub async fn dispatch(&self, handle: &Handle, element: Element) {
-        match element.name() {
-            "message" => self.dispatch_message(handle, element).await,
-            "presence" => match Presence::try_from(element) {
-                Ok(presence) => {
-                    if let Some(handler) = &self.presence {
-                        run_guarded("presence", handler(handle.clone(), presence)).await;
-                    }
+    /// The work for one inbound stanza (including any IQ reply), as a future to poll.
+    ///
+    /// A message or presence with a handler returns the handler's own (boxed) future, so
+    /// the common path allocates once and moves only a pointer; the dispatcher catches
+    /// panics around it.
+    pub(crate) fn dispatch(self: &Arc<Self>, handle: &Handle, inbound: Inbound) -> BoxFuture<()> {
+        match inbound {
+            Inbound::Stanza(Stanza::Message(message)) => match &self.message {
+                Some(handler) => handler(handle.clone(), message),
+                None => {
+                    let handle = handle.clone();
+                    Box::pin(async move { reject_message(&handle, message).await })
                 }
-                Err(error) => tracing::debug!(%error, "dropping unparsable presence"),
             },
-            "iq" => self.dispatch_iq(handle, element).await,
-            other => tracing::debug!(element = other, "ignoring unknown top-level element"),
+            Inbound::Stanza(Stanza::Presence(presence)) => match &self.presence {
+                Some(handler) => handler(handle.clone(), presence),
+                None => Box::pin(std::future::ready(())),
+            },
+            Inbound::Stanza(Stanza::Iq(iq)) => {
+                let (router, handle) = (Arc::clone(self), handle.clone());
+                Box::pin(async move { router.dispatch_iq(&handle, iq).await })
+            }
+            Inbound::Stanza(Stanza::Element(element)) => {
+                tracing::debug!(
+                    element = element.name(),
+                    "ignoring unknown top-level element"
+                );
+                Box::pin(std::future::ready(()))
+            }
+            Inbound::Invalid(invalid) => {
+                let handle = handle.clone();
+                Box::pin(async move { dispatch_invalid(&handle, invalid).await })
+            }
         }
     }
 
-    async fn dispatch_message(&self, handle: &Handle, element: Element) {
-        let message = match Message::try_from(element) {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::debug!(%error, "dropping unparsable message");
-                return;
-            }
-        };
-        match &self.message {
-            Some(handler) => run_guarded("message", handler(handle.clone(), message)).await,
-            None if matches!(message.type_, MessageType::Chat | MessageType::Normal) => {
-                // RFC 6121 §8.5.2: nobody here takes messages.
-                if let Some(sender) = message.from.clone() {
-                    let mut reply = Message::error(sender);
-                    reply.id = message.id.clone();
-                    reply.from = message.to.clone();
-                    reply
-                        .payloads
-                        .push(stanza_error(DefinedCondition::ServiceUnavailable, None).into());
-                    send_reply(handle, reply).await;
-                }
-            }
-            None => {}
-        }
-    }
-
-    async fn dispatch_iq(&self, handle: &Handle, element: Element) {
-        let raw_header = (
-            element.attr("type").map(str::to_owned),
-            element.attr("id").map(str::to_owned),
-            element.attr("from").and_then(|f| Jid::new(f).ok()),
-            element.attr("to").and_then(|t| Jid::new(t).ok()),
-        );
-        let iq = match Iq::try_from(element) {
-            Ok(iq) => iq,
-            Err(error) => {
-                // A malformed get/set still deserves its one reply.
-                if let (Some(kind), Some(id), Some(from), to) = raw_header
-                    && (kind == "get" || kind == "set")
-                {
-                    tracing::debug!(%error, "answering malformed IQ with bad-request");
-                    let to = to.unwrap_or_else(|| handle.jid().clone());
-                    let text = format!("malformed IQ: {error}");
-                    let reply = reply_to(
-                        from,
-                        to,
-                        id,
-                        Err(stanza_error(DefinedCondition::BadRequest, Some(&text))),
-                    );
-                    send_reply(handle, reply).await;
-                } else {
-                    tracing::debug!(%error, "dropping unparsable IQ");
-                }
-                return;
-            }
-        };
+    async fn dispatch_iq(&self, handle: &Handle, iq: Iq) {
         let (kind, from, to, id, payload) = match iq {
             Iq::Get {
                 from,
@@ -461,15 +451,49 @@ fn reply_to(requester: Jid, us: Jid, id: String, outcome: IqResult) -> Iq {
     }
 }
 
-async fn send_reply(handle: &Handle, reply: impl Into<Element>) {
+async fn send_reply(handle: &Handle, reply: impl Into<Stanza>) {
     if let Err(error) = handle.send(reply).await {
         tracing::warn!(%error, "could not queue a reply");
     }
 }
 
-async fn run_guarded(what: &'static str, future: BoxFuture<()>) {
-    if AssertUnwindSafe(future).catch_unwind().await.is_err() {
-        tracing::error!("{what} handler panicked");
+/// No message handler: RFC 6121 §8.5.2 says chat and normal messages get
+/// `service-unavailable`; other types are dropped.
+async fn reject_message(handle: &Handle, message: Message) {
+    if !matches!(message.type_, MessageType::Chat | MessageType::Normal) {
+        return;
+    }
+    if let Some(sender) = message.from.clone() {
+        let mut reply = Message::error(sender);
+        reply.id = message.id.clone();
+        reply.from = message.to.clone();
+        reply
+            .payloads
+            .push(stanza_error(DefinedCondition::ServiceUnavailable, None).into());
+        send_reply(handle, reply).await;
+    }
+}
+
+/// A malformed get/set still deserves its one reply; anything else is dropped.
+async fn dispatch_invalid(handle: &Handle, invalid: InvalidStanza) {
+    let is_request =
+        invalid.name == "iq" && matches!(invalid.type_.as_deref(), Some("get") | Some("set"));
+    match (is_request, invalid.id, invalid.from) {
+        (true, Some(id), Some(from)) => {
+            tracing::debug!(reason = %invalid.reason, "answering malformed IQ with bad-request");
+            let to = invalid.to.unwrap_or_else(|| handle.jid().clone());
+            let text = format!("malformed IQ: {}", invalid.reason);
+            let reply = reply_to(
+                from,
+                to,
+                id,
+                Err(stanza_error(DefinedCondition::BadRequest, Some(&text))),
+            );
+            send_reply(handle, reply).await;
+        }
+        _ => {
+            tracing::debug!(stanza = %invalid.name, reason = %invalid.reason, "dropping invalid stanza")
+        }
     }
 }
 
@@ -479,7 +503,7 @@ mod tests {
     use std::time::Duration;
     use tokio::sync::mpsc;
 
-    fn setup() -> (Handle, mpsc::Receiver<Element>) {
+    fn setup() -> (Handle, mpsc::Receiver<Stanza>) {
         Handle::new(
             Jid::new("echo.localhost").expect("jid"),
             16,
@@ -487,8 +511,30 @@ mod tests {
         )
     }
 
-    fn parse(xml: &str) -> Element {
-        xml.parse().expect("test XML")
+    /// Parses one stanza the way the reader does (typed, through the stream parser).
+    fn parse(xml: &str) -> Inbound {
+        let mut parser = crate::xmlstream::StreamParser::new(1 << 20);
+        let mut out = None;
+        let doc = format!(
+            "<stream:stream xmlns='jabber:component:accept' \
+             xmlns:stream='http://etherx.jabber.org/streams' id='x'>{xml}"
+        );
+        parser
+            .feed(doc.as_bytes(), |event| match event {
+                crate::xmlstream::StreamEvent::Stanza(s) => out = Some(Inbound::Stanza(s)),
+                crate::xmlstream::StreamEvent::Invalid(i) => out = Some(Inbound::Invalid(i)),
+                _ => {}
+            })
+            .expect("well-formed test XML");
+        out.expect("one stanza")
+    }
+
+    /// A sent stanza as an element, to inspect it like the server would.
+    fn sent(rx: &mut mpsc::Receiver<Stanza>) -> Option<Element> {
+        let stanza = rx.try_recv().ok()?;
+        let mut bytes = Vec::new();
+        crate::connection::serialize(&stanza, &mut bytes);
+        String::from_utf8(bytes).ok()?.parse().ok()
     }
 
     fn error_condition(reply: &Element) -> Option<String> {
@@ -504,13 +550,13 @@ mod tests {
     #[tokio::test]
     async fn unhandled_iq_gets_service_unavailable_with_swapped_addresses() {
         let (handle, mut rx) = setup();
-        let router = Router::new();
+        let router = Arc::new(Router::new());
         let iq = parse(&format!(
             "<iq {NS} type='get' id='u1' from='alice@localhost/a' to='echo.localhost'>\
              <query xmlns='urn:example:nothing'/></iq>"
         ));
         router.dispatch(&handle, iq).await;
-        let reply = rx.try_recv().expect("one reply");
+        let reply = sent(&mut rx).expect("one reply");
         assert_eq!(reply.attr("type"), Some("error"));
         assert_eq!(reply.attr("id"), Some("u1"));
         assert_eq!(reply.attr("to"), Some("alice@localhost/a"));
@@ -519,7 +565,7 @@ mod tests {
             error_condition(&reply).as_deref(),
             Some("service-unavailable")
         );
-        assert!(rx.try_recv().is_err(), "exactly one reply");
+        assert!(sent(&mut rx).is_none(), "exactly one reply");
     }
 
     #[tokio::test]
@@ -530,6 +576,7 @@ mod tests {
                 Err(stanza_error(DefinedCondition::NotAllowed, Some("no")))
             })
             .iq_get("b", "urn:t", |_, _| async { panic!("handler bug") });
+        let router = Arc::new(router);
         for (id, name) in [("1", "a"), ("2", "b")] {
             let iq = parse(&format!(
                 "<iq {NS} type='get' id='{id}' from='alice@localhost/a' to='echo.localhost'>\
@@ -537,9 +584,9 @@ mod tests {
             ));
             router.dispatch(&handle, iq).await;
         }
-        let first = rx.try_recv().expect("reply to a");
+        let first = sent(&mut rx).expect("reply to a");
         assert_eq!(error_condition(&first).as_deref(), Some("not-allowed"));
-        let second = rx.try_recv().expect("reply to b");
+        let second = sent(&mut rx).expect("reply to b");
         assert_eq!(second.attr("id"), Some("2"));
         assert_eq!(
             error_condition(&second).as_deref(),
@@ -550,7 +597,7 @@ mod tests {
     #[tokio::test]
     async fn results_and_errors_are_never_answered() {
         let (handle, mut rx) = setup();
-        let router = Router::new();
+        let router = Arc::new(Router::new());
         for kind in ["result", "error"] {
             let iq = parse(&format!(
                 "<iq {NS} type='{kind}' id='r' from='alice@localhost/a' to='echo.localhost'/>"
@@ -561,7 +608,7 @@ mod tests {
             "<message {NS} type='error' from='alice@localhost/a' to='echo.localhost'/>"
         ));
         router.dispatch(&handle, message_error).await;
-        assert!(rx.try_recv().is_err(), "nothing may be sent");
+        assert!(sent(&mut rx).is_none(), "nothing may be sent");
     }
 
     #[tokio::test]
@@ -570,18 +617,20 @@ mod tests {
         let iq = parse(&format!(
             "<iq {NS} type='get' id='m' from='alice@localhost/a' to='echo.localhost'/>"
         ));
-        Router::new().dispatch(&handle, iq).await;
-        let reply = rx.try_recv().expect("one reply");
+        Arc::new(Router::new()).dispatch(&handle, iq).await;
+        let reply = sent(&mut rx).expect("one reply");
         assert_eq!(error_condition(&reply).as_deref(), Some("bad-request"));
     }
 
     #[tokio::test]
     async fn builtins_answer_disco_ping_and_version() {
         let (handle, mut rx) = setup();
-        let router = Router::new()
-            .identity("component", "generic", "Echo")
-            .software("xmpp-echo", "1.2.3")
-            .iq_set("query", "jabber:iq:register", |_, _| async { Ok(None) });
+        let router = Arc::new(
+            Router::new()
+                .identity("component", "generic", "Echo")
+                .software("xmpp-echo", "1.2.3")
+                .iq_set("query", "jabber:iq:register", |_, _| async { Ok(None) }),
+        );
         for (id, payload) in [
             (
                 "d",
@@ -600,7 +649,7 @@ mod tests {
             router.dispatch(&handle, iq).await;
         }
         let disco = DiscoInfoResult::try_from(
-            Iq::try_from(rx.try_recv().expect("disco reply"))
+            Iq::try_from(sent(&mut rx).expect("disco reply"))
                 .ok()
                 .and_then(|iq| match iq {
                     Iq::Result { payload, .. } => payload,
@@ -613,9 +662,9 @@ mod tests {
         for feature in [ns::DISCO_INFO, ns::PING, ns::VERSION, "jabber:iq:register"] {
             assert!(disco.features.contains(feature), "missing {feature}");
         }
-        let ping = rx.try_recv().expect("ping reply");
+        let ping = sent(&mut rx).expect("ping reply");
         assert_eq!(ping.attr("type"), Some("result"));
-        let version = rx.try_recv().expect("version reply");
+        let version = sent(&mut rx).expect("version reply");
         let query = version
             .get_child("query", ns::VERSION)
             .expect("version payload");
@@ -623,7 +672,7 @@ mod tests {
             query.get_child("version", ns::VERSION).map(|v| v.text()),
             Some("1.2.3".to_owned())
         );
-        let items = rx.try_recv().expect("items reply");
+        let items = sent(&mut rx).expect("items reply");
         assert_eq!(items.attr("type"), Some("result"));
     }
 }

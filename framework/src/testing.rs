@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::handshake;
-use crate::xmlstream::{StreamEvent, StreamParser};
+use crate::xmlstream::{ParseMode, Stanza, StreamEvent, StreamParser};
 
 /// How long [`TestServer::recv`] and [`TestServer::accept`] wait by default.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
@@ -205,7 +205,7 @@ impl ServerReader {
     fn new(socket: OwnedReadHalf) -> Self {
         ServerReader {
             socket,
-            parser: StreamParser::new(16 * 1024 * 1024),
+            parser: StreamParser::with_mode(16 * 1024 * 1024, ParseMode::Elements),
             buffer: Vec::with_capacity(64 * 1024),
             ready: Default::default(),
         }
@@ -234,17 +234,23 @@ impl ServerReader {
     /// The next element, waiting up to `wait`; the end of the stream is [`TestError::Closed`].
     pub async fn recv_within(&mut self, wait: Duration) -> Result<Element, TestError> {
         match self.next_event(wait).await? {
-            StreamEvent::Element(element) => Ok(element),
+            StreamEvent::Stanza(Stanza::Element(element)) => Ok(element),
             StreamEvent::End => Err(TestError::Closed),
-            StreamEvent::Header(_) => Err(TestError::Xml("unexpected second header".into())),
+            _ => Err(TestError::Xml("unexpected second header".into())),
         }
+    }
+
+    /// The raw socket, for benchmarks that parse the component's output themselves.
+    /// Anything already read but not yet returned is discarded.
+    pub fn into_socket(self) -> OwnedReadHalf {
+        self.socket
     }
 
     /// Every element already parsed or readable within `wait`, in order (for throughput tests).
     pub async fn recv_batch(&mut self, wait: Duration) -> Result<Vec<Element>, TestError> {
         let mut out = vec![self.recv_within(wait).await?];
         while let Some(event) = self.ready.pop_front() {
-            if let StreamEvent::Element(element) = event {
+            if let StreamEvent::Stanza(Stanza::Element(element)) = event {
                 out.push(element);
             }
         }
@@ -261,7 +267,7 @@ impl ServerWriter {
     /// Sends a stanza.
     pub async fn send(&mut self, stanza: impl Into<Element>) -> Result<(), TestError> {
         let mut bytes = Vec::new();
-        crate::connection::serialize(&stanza.into(), &mut bytes);
+        crate::connection::serialize(&Stanza::Element(stanza.into()), &mut bytes);
         self.send_raw(&bytes).await
     }
 
@@ -284,4 +290,9 @@ impl ServerWriter {
         self.socket.shutdown().await?;
         Ok(())
     }
+}
+
+/// Serialises a stanza exactly as the connection writer does (for benchmarks).
+pub fn serialize_for_bench(stanza: &Stanza, out: &mut Vec<u8>) {
+    crate::connection::serialize(stanza, out);
 }

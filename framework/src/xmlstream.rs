@@ -1,16 +1,21 @@
-//! Incremental parsing of an XMPP stream into a header and whole top-level elements.
+//! Incremental parsing of an XMPP stream into a header and whole top-level stanzas.
 //!
-//! Bytes go in as they arrive from the socket; [`StreamEvent`]s come out. The lexing is
-//! rxml's (a real, restricted XML 1.0 parser) and the tree building minidom's; this module
-//! only tracks depth, cuts the stream into stanzas, enforces the size cap and normalises
-//! the stanza namespace so that `jabber:client` and unqualified stanzas look exactly like
-//! `jabber:component:accept` ones to `xmpp-parsers` (built with its `component` feature).
+//! Bytes go in as they arrive from the socket; [`StreamEvent`]s come out. rxml (a real,
+//! namespace-aware XML 1.0 parser) produces events, and each top-level element is built
+//! straight from those events by its `xso` builder: messages, presences and IQs become
+//! `xmpp-parsers` types without an intermediate DOM, anything else a `minidom::Element`.
+//! This module tracks depth, enforces the size cap and normalises the stanza namespace so
+//! that `jabber:client` and unqualified stanzas look exactly like `jabber:component:accept`
+//! ones (`xmpp-parsers` is built with its `component` feature).
 
 use minidom::Element;
-use minidom::tree_builder::TreeBuilder;
 use rxml::error::EndOrError;
-use rxml::parser::RawQName;
-use rxml::{Parse, RawEvent, RawParser};
+use rxml::{AttrMap, Event, Namespace, Parse, Parser};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::message::Message;
+use xmpp_parsers::presence::Presence;
+use xso::{FromEventsBuilder, FromXml};
 
 /// Namespace of the stream element itself.
 pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
@@ -18,6 +23,9 @@ pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
 pub const NS_COMPONENT: &str = "jabber:component:accept";
 /// Namespace of stanzas on a client stream; treated like [`NS_COMPONENT`].
 pub const NS_CLIENT: &str = "jabber:client";
+
+const COMPONENT: Namespace<'static> = Namespace::from_str(NS_COMPONENT);
+const CLIENT: Namespace<'static> = Namespace::from_str(NS_CLIENT);
 
 /// The attributes of the peer's `<stream:stream>` header that matter to us.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,15 +40,96 @@ pub struct StreamHeader {
     pub version: Option<String>,
 }
 
+/// One complete top-level element, inbound or outbound.
+#[derive(Debug, Clone)]
+pub enum Stanza {
+    /// A `<message/>`.
+    Message(Message),
+    /// A `<presence/>`.
+    Presence(Presence),
+    /// An `<iq/>`.
+    Iq(Iq),
+    /// Anything else (`<handshake/>`, `<stream:error/>`, unknown elements), or every
+    /// element when the parser runs in [`ParseMode::Elements`].
+    Element(Element),
+}
+
+impl From<Message> for Stanza {
+    fn from(m: Message) -> Self {
+        Stanza::Message(m)
+    }
+}
+
+impl From<Presence> for Stanza {
+    fn from(p: Presence) -> Self {
+        Stanza::Presence(p)
+    }
+}
+
+impl From<Iq> for Stanza {
+    fn from(iq: Iq) -> Self {
+        Stanza::Iq(iq)
+    }
+}
+
+impl From<Element> for Stanza {
+    fn from(e: Element) -> Self {
+        Stanza::Element(e)
+    }
+}
+
+impl Stanza {
+    /// The `from` attribute as written (`None` when absent or unparsable).
+    pub fn from_jid(&self) -> Option<&Jid> {
+        match self {
+            Stanza::Message(m) => m.from.as_ref(),
+            Stanza::Presence(p) => p.from.as_ref(),
+            Stanza::Iq(iq) => iq.from(),
+            Stanza::Element(_) => None,
+        }
+    }
+}
+
+/// What is known about a stanza that failed validation, enough to answer it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidStanza {
+    /// `message`, `presence` or `iq`.
+    pub name: String,
+    /// Its `type` attribute.
+    pub type_: Option<String>,
+    /// Its `id` attribute.
+    pub id: Option<String>,
+    /// Its `from` attribute, if it is a valid JID.
+    pub from: Option<Jid>,
+    /// Its `to` attribute, if it is a valid JID.
+    pub to: Option<Jid>,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
 /// One thing the stream produced.
+// Stanzas are the common, large case; boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum StreamEvent {
     /// The peer's stream header.
     Header(StreamHeader),
-    /// A complete top-level element (stanza, handshake, stream error...).
-    Element(Element),
+    /// A complete top-level element.
+    Stanza(Stanza),
+    /// A message, presence or IQ that is well-formed XML but not a valid stanza
+    /// (e.g. an IQ get with two payloads, or a malformed JID).
+    Invalid(InvalidStanza),
     /// The peer closed its stream with `</stream:stream>`.
     End,
+}
+
+/// Whether stanzas are built as `xmpp-parsers` types or kept as elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseMode {
+    /// Messages, presences and IQs become typed stanzas (what components want).
+    Typed,
+    /// Everything becomes a `minidom::Element` (what a test server wants).
+    Elements,
 }
 
 /// Why the byte stream could not be parsed.
@@ -57,32 +146,49 @@ pub enum ParseError {
     TooLarge(usize),
 }
 
+/// The builder of the top-level element in progress (one per connection, so size is moot).
+#[allow(clippy::large_enum_variant)]
+enum Building {
+    Message(<Message as FromXml>::Builder),
+    Presence(<Presence as FromXml>::Builder),
+    Iq(<Iq as FromXml>::Builder),
+    Element(<Element as FromXml>::Builder),
+    /// A stanza that failed validation: consume its events, then report it.
+    Rejected(InvalidStanza),
+}
+
 /// Push parser for one XMPP stream. Create a new one per connection.
 pub struct StreamParser {
-    lexer: RawParser,
-    tree: TreeBuilder,
+    lexer: Parser,
+    mode: ParseMode,
+    building: Option<Building>,
+    /// What we need to answer the stanza in progress if its builder rejects it.
+    header: Option<InvalidStanza>,
     /// Open elements, counting the stream root as 1.
     depth: usize,
-    /// Bytes consumed since the current top-level element began (or since the last one ended).
+    /// Bytes consumed since the current top-level element began (or the last one ended).
     element_bytes: usize,
     max_element_bytes: usize,
     finished: bool,
-    /// Attribute names of the element head being parsed (the raw lexer does not reject
-    /// duplicates, and minidom would silently keep the last one).
-    head_attributes: Vec<RawQName>,
 }
 
 impl StreamParser {
-    /// A parser that rejects top-level elements larger than `max_element_bytes`.
+    /// A parser building typed stanzas, rejecting top-level elements over `max_element_bytes`.
     pub fn new(max_element_bytes: usize) -> Self {
+        Self::with_mode(max_element_bytes, ParseMode::Typed)
+    }
+
+    /// A parser with an explicit [`ParseMode`].
+    pub fn with_mode(max_element_bytes: usize, mode: ParseMode) -> Self {
         StreamParser {
-            lexer: RawParser::new(),
-            tree: TreeBuilder::new(),
+            lexer: Parser::new(),
+            mode,
+            building: None,
+            header: None,
             depth: 0,
             element_bytes: 0,
             max_element_bytes,
             finished: false,
-            head_attributes: Vec::new(),
         }
     }
 
@@ -113,93 +219,164 @@ impl StreamParser {
 
     fn process(
         &mut self,
-        event: RawEvent,
+        event: Event,
         emit: &mut impl FnMut(StreamEvent),
     ) -> Result<(), ParseError> {
-        let event = match event {
-            RawEvent::XmlDeclaration(..) => return Ok(()),
+        match (self.depth, event) {
+            (_, Event::XmlDeclaration(..)) => {}
+            (0, Event::StartElement(_, (ns, name), attrs)) => {
+                if name.as_str() != "stream" || ns.as_str() != NS_STREAM {
+                    return Err(ParseError::NotAStream(name.to_string()));
+                }
+                self.depth = 1;
+                emit(StreamEvent::Header(stream_header(&attrs)));
+            }
             // Whitespace keepalives (and any stray text) between stanzas: never kept.
-            RawEvent::Text(..) if self.depth <= 1 => return Ok(()),
-            RawEvent::ElementHeadOpen(..) if self.depth == 1 => {
+            (0 | 1, Event::Text(..)) => {}
+            (1, Event::EndElement(_)) => {
+                self.depth = 0;
+                self.finished = true;
+                emit(StreamEvent::End);
+            }
+            (1, Event::StartElement(_, (ns, name), attrs)) => {
                 self.element_bytes = 0;
-                event
+                self.depth = 2;
+                let ns = normalise(ns, true);
+                self.start(ns, name, attrs);
             }
-            RawEvent::Attribute(metrics, (None, name), value)
-                if name.as_str() == "xmlns" && self.depth >= 1 =>
-            {
-                let value = normalise_stanza_namespace(value.as_str(), self.depth);
-                RawEvent::Attribute(metrics, (None, name), value)
-            }
-            other => other,
-        };
-        match &event {
-            RawEvent::ElementHeadOpen(..) => self.head_attributes.clear(),
-            RawEvent::Attribute(_, name, _) => {
-                if self.head_attributes.contains(name) {
-                    return Err(ParseError::Malformed(format!(
-                        "duplicate attribute {:?}",
-                        name.1.as_str()
-                    )));
-                }
-                self.head_attributes.push(name.clone());
-            }
-            _ => {}
-        }
-        let closes_root_head = matches!(event, RawEvent::ElementHeadClose(_)) && self.depth == 0;
-        let is_foot = matches!(event, RawEvent::ElementFoot(_));
-        let opens = matches!(event, RawEvent::ElementHeadClose(_));
-        self.tree
-            .process_event(event)
-            .map_err(|e| ParseError::Malformed(e.to_string()))?;
-        if opens {
-            self.depth += 1;
-        }
-        if closes_root_head {
-            emit(StreamEvent::Header(self.root_header()?));
-        }
-        if is_foot {
-            self.depth = self.depth.saturating_sub(1);
-            match self.depth {
-                0 => {
-                    self.finished = true;
-                    emit(StreamEvent::End);
-                }
-                1 => {
-                    self.element_bytes = 0;
-                    if let Some(element) = self.tree.unshift_child() {
-                        emit(StreamEvent::Element(element));
+            (depth, event) => {
+                let event = match event {
+                    Event::StartElement(m, (ns, name), attrs) => {
+                        self.depth += 1;
+                        Event::StartElement(m, (normalise(ns, false), name), attrs)
                     }
+                    Event::EndElement(m) => {
+                        self.depth = depth.saturating_sub(1);
+                        Event::EndElement(m)
+                    }
+                    other => other,
+                };
+                if let Some(complete) = self.feed_builder(event) {
+                    self.element_bytes = 0;
+                    emit(complete);
                 }
-                _ => {}
             }
         }
         Ok(())
     }
 
-    fn root_header(&mut self) -> Result<StreamHeader, ParseError> {
-        let Some(root) = self.tree.top() else {
-            return Err(ParseError::Malformed("no root element".into()));
+    /// Chooses the builder for a new top-level element.
+    fn start(&mut self, ns: Namespace<'static>, name: rxml::NcName, attrs: AttrMap) {
+        let ctx = xso::Context::empty();
+        let typed = self.mode == ParseMode::Typed && ns == COMPONENT;
+        let kind = match name.as_str() {
+            "message" if typed => "message",
+            "presence" if typed => "presence",
+            "iq" if typed => "iq",
+            _ => "",
         };
-        if root.name() != "stream" || root.ns() != NS_STREAM {
-            return Err(ParseError::NotAStream(root.name().to_owned()));
+        // Only IQ get/set must be answered even when invalid: keep what that needs.
+        if kind == "iq" {
+            self.header = Some(InvalidStanza {
+                name: kind.to_owned(),
+                type_: attr(&attrs, "type"),
+                id: attr(&attrs, "id"),
+                from: attr(&attrs, "from").and_then(|f| Jid::new(&f).ok()),
+                to: attr(&attrs, "to").and_then(|t| Jid::new(&t).ok()),
+                reason: String::new(),
+            });
+        } else if !kind.is_empty() {
+            self.header = Some(InvalidStanza {
+                name: kind.to_owned(),
+                type_: None,
+                id: None,
+                from: None,
+                to: None,
+                reason: String::new(),
+            });
         }
-        let attr = |name: &str| root.attr(name).map(str::to_owned);
-        Ok(StreamHeader {
-            id: attr("id").filter(|id| !id.is_empty()),
-            from: attr("from"),
-            to: attr("to"),
-            version: attr("version"),
-        })
+        let qname = (ns, name);
+        let started = match kind {
+            "message" => Message::from_events(qname, attrs, &ctx).map(Building::Message),
+            "presence" => Presence::from_events(qname, attrs, &ctx).map(Building::Presence),
+            "iq" => Iq::from_events(qname, attrs, &ctx).map(Building::Iq),
+            _ => Element::from_events(qname, attrs, &ctx).map(Building::Element),
+        };
+        self.building = Some(match started {
+            Ok(building) => building,
+            Err(error) => Building::Rejected(self.rejected(error.to_string())),
+        });
+    }
+
+    /// Feeds one event inside a top-level element; returns the stanza once it is complete.
+    fn feed_builder(&mut self, event: Event) -> Option<StreamEvent> {
+        let ctx = xso::Context::empty();
+        let complete = self.depth == 1;
+        let result = match self.building.as_mut()? {
+            Building::Message(b) => b.feed(event, &ctx).map(|o| o.map(Stanza::Message)),
+            Building::Presence(b) => b.feed(event, &ctx).map(|o| o.map(Stanza::Presence)),
+            Building::Iq(b) => b.feed(event, &ctx).map(|o| o.map(Stanza::Iq)),
+            Building::Element(b) => b.feed(event, &ctx).map(|o| o.map(Stanza::Element)),
+            Building::Rejected(_) => Ok(None),
+        };
+        match result {
+            Ok(Some(stanza)) => {
+                self.building = None;
+                self.header = None;
+                Some(StreamEvent::Stanza(stanza))
+            }
+            Ok(None) if complete => match self.building.take() {
+                Some(Building::Rejected(invalid)) => Some(StreamEvent::Invalid(invalid)),
+                _ => None,
+            },
+            Ok(None) => None,
+            Err(error) => {
+                let invalid = self.rejected(error.to_string());
+                if complete {
+                    self.building = None;
+                    Some(StreamEvent::Invalid(invalid))
+                } else {
+                    self.building = Some(Building::Rejected(invalid));
+                    None
+                }
+            }
+        }
+    }
+
+    fn rejected(&mut self, reason: String) -> InvalidStanza {
+        let mut invalid = self.header.take().unwrap_or_else(|| InvalidStanza {
+            name: String::new(),
+            type_: None,
+            id: None,
+            from: None,
+            to: None,
+            reason: String::new(),
+        });
+        invalid.reason = reason;
+        invalid
     }
 }
 
-/// Maps `jabber:client` anywhere, and an empty default namespace on a stanza itself,
-/// to `jabber:component:accept`.
-fn normalise_stanza_namespace(value: &str, depth: usize) -> String {
-    if value == NS_CLIENT || (depth == 1 && value.is_empty()) {
-        NS_COMPONENT.to_owned()
+fn attr(attrs: &AttrMap, name: &str) -> Option<String> {
+    attrs.get(&Namespace::NONE, name).cloned()
+}
+
+fn stream_header(attrs: &AttrMap) -> StreamHeader {
+    StreamHeader {
+        id: attr(attrs, "id").filter(|id| !id.is_empty()),
+        from: attr(attrs, "from"),
+        to: attr(attrs, "to"),
+        version: attr(attrs, "version"),
+    }
+}
+
+/// Maps `jabber:client` anywhere, and no namespace on a stanza itself, to
+/// `jabber:component:accept`.
+fn normalise(ns: Namespace<'static>, top_level: bool) -> Namespace<'static> {
+    if ns == CLIENT || (top_level && ns.is_empty()) {
+        COMPONENT
     } else {
-        value.to_owned()
+        ns
     }
 }
 
@@ -211,7 +388,7 @@ mod tests {
         xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='echo.localhost'>";
 
     fn parse_all(chunks: &[&str], limit: usize) -> (Vec<StreamEvent>, Result<(), ParseError>) {
-        let mut parser = StreamParser::new(limit);
+        let mut parser = StreamParser::with_mode(limit, ParseMode::Elements);
         let mut events = Vec::new();
         for chunk in chunks {
             if let Err(e) = parser.feed(chunk.as_bytes(), |ev| events.push(ev)) {
@@ -264,14 +441,16 @@ mod tests {
         );
         assert_eq!(result, Ok(()));
         assert_eq!(events.len(), 4);
-        let StreamEvent::Element(message) = &events[1] else {
+        let StreamEvent::Stanza(Stanza::Element(message)) = &events[1] else {
             panic!("expected a message, got {:?}", events[1]);
         };
         assert_eq!(message.name(), "message");
         assert_eq!(message.ns(), NS_COMPONENT);
         let body = message.get_child("body", NS_COMPONENT).map(|b| b.text());
         assert_eq!(body.as_deref(), Some("hé"));
-        assert!(matches!(&events[2], StreamEvent::Element(p) if p.name() == "presence"));
+        assert!(
+            matches!(&events[2], StreamEvent::Stanza(Stanza::Element(p)) if p.name() == "presence")
+        );
         assert!(matches!(events[3], StreamEvent::End));
     }
 
@@ -288,7 +467,7 @@ mod tests {
         let elements: Vec<&Element> = events
             .iter()
             .filter_map(|e| match e {
-                StreamEvent::Element(el) => Some(el),
+                StreamEvent::Stanza(Stanza::Element(el)) => Some(el),
                 _ => None,
             })
             .collect();
@@ -350,7 +529,7 @@ mod completeness_tests {
 
     #[test]
     fn an_element_is_emitted_as_soon_as_its_last_byte_arrives() {
-        let mut parser = StreamParser::new(1024);
+        let mut parser = StreamParser::with_mode(1024, ParseMode::Elements);
         let mut events = Vec::new();
         parser
             .feed(tests_header().as_bytes(), |e| events.push(e))

@@ -13,8 +13,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::Semaphore;
 use xmpp_component::minidom::Element;
+use xmpp_component::rxml::{Parse, RawEvent, RawParser};
 use xmpp_component::testing::{ServerReader, ServerWriter, TestServer};
 
 const DOMAIN: &str = "echo.localhost";
@@ -54,8 +57,117 @@ fn verify(element: &Element) -> Result<usize, String> {
     Ok(n)
 }
 
+/// Reads echoes straight off the socket with rxml's raw parser (no DOM), so that the
+/// benchmark's own parsing costs as little CPU as possible, and verifies each one.
+struct EchoReader {
+    socket: OwnedReadHalf,
+    lexer: RawParser,
+    buffer: Vec<u8>,
+    depth: usize,
+    attrs: (Option<String>, Option<String>, Option<String>),
+    in_body: bool,
+    body: String,
+}
+
+impl EchoReader {
+    fn new(socket: OwnedReadHalf) -> Self {
+        let mut lexer = RawParser::new();
+        // The component's stream header was consumed by the TestServer: open a stand-in root.
+        let mut root: &[u8] = b"<root>";
+        while let Ok(Some(_)) = lexer.parse(&mut root, false) {}
+        EchoReader {
+            socket,
+            lexer,
+            buffer: Vec::with_capacity(1 << 16),
+            depth: 1,
+            attrs: (None, None, None),
+            in_body: false,
+            body: String::new(),
+        }
+    }
+
+    /// Reads what is available and returns the sequence numbers of the verified echoes.
+    async fn read(&mut self, out: &mut Vec<usize>) -> Result<(), String> {
+        self.buffer.clear();
+        let n = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.socket.read_buf(&mut self.buffer),
+        )
+        .await
+        .map_err(|_| "no echo within 10 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("component closed the connection".into());
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let result = self.lex(&buffer, out);
+        self.buffer = buffer;
+        result
+    }
+
+    fn lex(&mut self, mut data: &[u8], out: &mut Vec<usize>) -> Result<(), String> {
+        loop {
+            match self.lexer.parse(&mut data, false) {
+                Ok(Some(event)) => self.event(event, out)?,
+                Ok(None) => return Err("stream ended".into()),
+                Err(xmpp_component::rxml::error::EndOrError::NeedMoreData) => return Ok(()),
+                Err(e) => return Err(format!("bad XML from the component: {e:?}")),
+            }
+        }
+    }
+
+    fn event(&mut self, event: RawEvent, out: &mut Vec<usize>) -> Result<(), String> {
+        match event {
+            RawEvent::ElementHeadOpen(_, (_, name)) => {
+                self.depth += 1;
+                self.in_body = self.depth == 3 && name.as_str() == "body";
+            }
+            RawEvent::Attribute(_, (None, name), value) if self.depth == 2 => match name.as_str() {
+                "id" => self.attrs.0 = Some(value),
+                "to" => self.attrs.1 = Some(value),
+                "from" => self.attrs.2 = Some(value),
+                _ => {}
+            },
+            RawEvent::Text(_, text) if self.in_body => self.body.push_str(text.as_str()),
+            RawEvent::ElementFoot(_) => {
+                self.depth -= 1;
+                self.in_body = false;
+                if self.depth == 1 {
+                    let (id, to, from) = std::mem::take(&mut self.attrs);
+                    let body = std::mem::take(&mut self.body);
+                    out.push(check(id, to, from, &body)?);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn check(
+    id: Option<String>,
+    to: Option<String>,
+    from: Option<String>,
+    body: &str,
+) -> Result<usize, String> {
+    let id = id.ok_or("echo without id")?;
+    let n: usize = id
+        .strip_prefix('m')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("unexpected id {id:?}"))?;
+    if body != format!("payload number {n}") {
+        return Err(format!("echo {id} has body {body:?}"));
+    }
+    if to.as_deref() != Some(format!("user{}@localhost/bench", n % 16).as_str())
+        || from.as_deref() != Some(DOMAIN)
+    {
+        return Err(format!("echo {id} is misaddressed"));
+    }
+    Ok(n)
+}
+
 async fn throughput(
-    reader: &mut ServerReader,
+    reader: &mut EchoReader,
     writer: ServerWriter,
     total: usize,
     in_flight: usize,
@@ -86,13 +198,14 @@ async fn throughput(
     });
     let mut seen = vec![false; total];
     let mut received = 0;
+    let mut batch = Vec::new();
     while received < total {
-        let batch = reader
-            .recv_batch(Duration::from_secs(10))
+        batch.clear();
+        reader
+            .read(&mut batch)
             .await
             .map_err(|e| format!("after {received} echoes: {e}"))?;
-        for element in &batch {
-            let n = verify(element)?;
+        for &n in &batch {
             if n >= total || std::mem::replace(&mut seen[n], true) {
                 return Err(format!("duplicate or unknown echo m{n}"));
             }
@@ -144,6 +257,16 @@ fn pin_to_core0(pid: u32) {
     }
 }
 
+/// User + system CPU seconds the process has used so far.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -186,10 +309,20 @@ async fn main() -> Result<(), String> {
     // Phase 1: throughput, both processes free to use both cores.
     let (echo, mut reader, mut writer) = start_echo().await?;
     latency(&mut reader, &mut writer, 0, 1_000).await?; // warm-up
+    let mut reader = EchoReader::new(reader.into_socket());
+    let cpu_before = cpu_seconds(echo.0.id());
     let rate = throughput(&mut reader, writer, total, in_flight).await?;
+    let cpu = cpu_seconds(echo.0.id()).zip(cpu_before).map(|(a, b)| a - b);
     println!(
         "throughput: {total} messages, {in_flight} in flight, every echo verified: {rate:.0} msg/s"
     );
+    if let Some(cpu) = cpu.filter(|c| *c > 0.0) {
+        println!(
+            "component CPU: {cpu:.2} s = {:.2} µs per message ({:.0} msg/s per busy core)",
+            cpu * 1e6 / total as f64,
+            total as f64 / cpu
+        );
+    }
     let throughput_rss = peak_rss_kib(echo.0.id());
     drop(echo);
 

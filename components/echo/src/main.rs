@@ -16,11 +16,6 @@ struct Cli {
     component: ComponentArgs,
 }
 
-// Handlers allocate on the reader thread and the writer frees on another; mimalloc keeps
-// that cross-thread traffic cheap where glibc's arenas contend on a lock.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     xmpp_component::run(Cli::parse().component, |_| {
         Router::new()
