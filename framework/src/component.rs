@@ -19,6 +19,8 @@ use crate::config::Config;
 use crate::connection::{self, Close, Outbox, StreamReader};
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
+use crate::flood::FloodGuard;
+use crate::metrics::Counters;
 use crate::handle::Handle;
 use crate::router::{Inbound, Router};
 use crate::xmlstream::{Stanza, StreamEvent};
@@ -74,10 +76,11 @@ impl Component {
     async fn supervise(&self, shutdown: CancellationToken) -> Result<(), Error> {
         let config = &self.config;
         let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
-        let dispatcher = Dispatcher::new(
+        let dispatcher = Dispatcher::with_flood_guard(
             Arc::clone(&self.router),
             self.handle.clone(),
             config.concurrency,
+            FloodGuard::new(config.rate_limit, config.rate_burst),
         );
         loop {
             tracing::info!(server = %config.server, domain = %config.domain, "connecting");
@@ -88,6 +91,7 @@ impl Component {
             let end = match attempt {
                 Ok((reader, writer)) => {
                     tracing::info!(domain = %config.domain, "handshake ok");
+                    Counters::bump(&self.handle.counters().connects);
                     let connected_at = Instant::now();
                     let end = self.serve(reader, writer, &dispatcher, &shutdown).await;
                     if connected_at.elapsed() >= config.backoff_reset_after {
@@ -140,6 +144,7 @@ impl Component {
             Arc::clone(&self.outbox),
             close_rx,
             config.keepalive_interval,
+            self.handle.clone(),
         ));
         self.router.spawn_connected(&self.handle);
 
@@ -220,11 +225,13 @@ impl Component {
                 }
                 event = reader.next_stanza() => {
                     let event = event?;
+                    Counters::bump(&self.handle.counters().received);
                     last_heard = Instant::now();
                     ping_deadline = None;
                     match event {
                         StreamEvent::Stanza(stanza) => self.route(stanza, dispatcher).await,
                         StreamEvent::Invalid(invalid) => {
+                            Counters::bump(&self.handle.counters().invalid);
                             dispatcher.submit(Inbound::Invalid(invalid)).await;
                         }
                         StreamEvent::Header(_) | StreamEvent::End => {}

@@ -88,6 +88,13 @@ pub struct ComponentArgs {
     /// JID to ping when idle [default: the parent domain of --domain].
     #[arg(long, value_name = "JID")]
     pub ping_to: Option<String>,
+    /// Stanzas per second one sender may send before the excess is refused; 0 turns
+    /// flood protection off [default: 100].
+    #[arg(long, value_name = "PER_SEC")]
+    pub rate_limit: Option<f64>,
+    /// Burst a sender may send at once before the rate applies [default: 200].
+    #[arg(long, value_name = "STANZAS")]
+    pub rate_burst: Option<f64>,
 }
 
 /// The same options as they may appear in the `--config` TOML file.
@@ -106,6 +113,8 @@ struct FileOptions {
     ping_after: Option<f64>,
     ping_timeout: Option<f64>,
     ping_to: Option<String>,
+    rate_limit: Option<f64>,
+    rate_burst: Option<f64>,
 }
 
 /// A validated configuration.
@@ -147,6 +156,10 @@ pub struct Config {
     pub backoff_reset_after: Duration,
     /// How long shutdown waits for running handlers.
     pub shutdown_grace: Duration,
+    /// Stanzas per second per sender before refusing (0 = no flood protection).
+    pub rate_limit: f64,
+    /// Burst allowance per sender.
+    pub rate_burst: f64,
 }
 
 impl Config {
@@ -172,6 +185,8 @@ impl Config {
             backoff_max: Duration::from_secs(60),
             backoff_reset_after: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
+            rate_limit: 100.0,
+            rate_burst: 200.0,
         })
     }
 }
@@ -227,6 +242,20 @@ impl ComponentArgs {
         }
         if let Some(secs) = self.ping_timeout.or(file.ping_timeout) {
             config.ping_timeout = seconds(secs, "ping-timeout")?;
+        }
+        if let Some(rate) = self.rate_limit.or(file.rate_limit) {
+            if !(rate >= 0.0 && rate.is_finite()) {
+                return Err(Error::Config(
+                    "--rate-limit must be 0 or a positive number".into(),
+                ));
+            }
+            config.rate_limit = rate;
+        }
+        if let Some(burst) = self.rate_burst.or(file.rate_burst) {
+            if !(burst >= 1.0 && burst.is_finite()) {
+                return Err(Error::Config("--rate-burst must be at least 1".into()));
+            }
+            config.rate_burst = burst;
         }
         if let Some(jid) = self.ping_to.or(file.ping_to) {
             config.ping_to = Jid::new(&jid)

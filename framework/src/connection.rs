@@ -18,7 +18,9 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::config::Config;
 use crate::error::{Error, StreamErrorInfo};
+use crate::handle::Handle;
 use crate::handshake;
+use crate::metrics::Counters;
 use crate::xmlstream::{
     NS_COMPONENT, NS_STREAM, ParseError, ParseMode, Stanza, StreamEvent, StreamParser,
 };
@@ -180,7 +182,9 @@ pub(crate) async fn write_loop(
     outbox: Arc<Mutex<Outbox>>,
     mut close: oneshot::Receiver<Close>,
     keepalive: Duration,
+    handle: Handle,
 ) -> Result<(), Error> {
+    let sent = &handle.counters().sent;
     let mut outbox = outbox.lock().await;
     let outbox = &mut *outbox;
     loop {
@@ -197,12 +201,15 @@ pub(crate) async fn write_loop(
             next = outbox.queue.recv() => match next {
                 Some(element) => {
                     serialize(&element, &mut outbox.unsent);
+                    let mut batch = 1;
                     while outbox.unsent.len() < BATCH_BYTES {
                         match outbox.queue.try_recv() {
                             Ok(element) => serialize(&element, &mut outbox.unsent),
                             Err(_) => break,
                         }
+                        batch += 1;
                     }
+                    Counters::add(sent, batch);
                 }
                 // Every handle is gone: nothing more can ever be sent.
                 None => return finish(&mut socket, outbox, Close { flush: true, stream_error: None }).await,

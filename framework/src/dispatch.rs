@@ -19,8 +19,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
+use crate::flood::{FloodGuard, Verdict};
+use crate::metrics::Counters;
 use crate::handle::Handle;
-use crate::router::{BoxFuture, Inbound, Router};
+use crate::router::{BoxFuture, Inbound, Router, refuse_flood};
 
 /// Busy senders (by hash of their JID) and what they sent meanwhile. Two senders whose
 /// hashes collide are merely ordered together.
@@ -33,11 +35,24 @@ pub(crate) struct Dispatcher {
     busy: Queues,
     permits: Arc<Semaphore>,
     max_in_flight: u32,
+    flood: Mutex<FloodGuard>,
 }
 
 impl Dispatcher {
-    /// A dispatcher running at most `max_in_flight` senders' handlers at once.
+    /// A dispatcher running at most `max_in_flight` senders' handlers at once, with no
+    /// flood protection.
+    #[cfg(test)]
     pub(crate) fn new(router: Arc<Router>, handle: Handle, max_in_flight: usize) -> Self {
+        Self::with_flood_guard(router, handle, max_in_flight, FloodGuard::new(0.0, 1.0))
+    }
+
+    /// Like [`Dispatcher::new`], refusing what `flood` refuses.
+    pub(crate) fn with_flood_guard(
+        router: Arc<Router>,
+        handle: Handle,
+        max_in_flight: usize,
+        flood: FloodGuard,
+    ) -> Self {
         let max_in_flight = u32::try_from(max_in_flight.clamp(1, 1 << 20)).unwrap_or(1 << 20);
         Dispatcher {
             router,
@@ -45,12 +60,25 @@ impl Dispatcher {
             busy: Arc::new(Mutex::new(HashMap::new())),
             permits: Arc::new(Semaphore::new(max_in_flight as usize)),
             max_in_flight,
+            flood: Mutex::new(flood),
         }
     }
 
     /// Hands one stanza over; waits only when the concurrency bound is reached.
     pub(crate) async fn submit(&self, inbound: Inbound) {
         let sender = inbound.sender_hash();
+        let verdict = lock(&self.flood).check(sender, std::time::Instant::now());
+        if let Verdict::Refuse { first } = verdict {
+            if first {
+                tracing::warn!(
+                    sender = %inbound.sender_text(),
+                    "sender exceeds the rate limit; refusing its stanzas until it slows down"
+                );
+            }
+            Counters::bump(&self.handle.counters().refused);
+            refuse_flood(&self.handle, inbound).await;
+            return;
+        }
         if let Some(queue) = lock(&self.busy).get_mut(&sender) {
             queue.push_back(inbound);
             return;
@@ -119,6 +147,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flood::FloodGuard;
     use std::time::Duration;
     use xmpp_parsers::jid::Jid;
     use xmpp_parsers::message::Message;
@@ -229,5 +258,44 @@ mod tests {
         dispatcher.submit(message("a@x/1", "after")).await;
         dispatcher.wait_idle().await;
         assert_eq!(*lock(&log), vec!["after".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn flooding_sender_is_refused_and_others_are_not() {
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&count);
+        let router = Router::new().message(move |_, _| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {}
+        });
+        let (handle, mut rx) = Handle::new(
+            Jid::new("echo.localhost").expect("jid"),
+            64,
+            Duration::from_secs(1),
+        );
+        let dispatcher =
+            Dispatcher::with_flood_guard(Arc::new(router), handle, 4, FloodGuard::new(1.0, 3.0));
+        for n in 0..10 {
+            dispatcher
+                .submit(message("flood@x/1", &n.to_string()))
+                .await;
+        }
+        dispatcher.submit(message("calm@x/1", "hi")).await;
+        let iq = xmpp_parsers::iq::Iq::from_get("q", xmpp_parsers::ping::Ping)
+            .with_from(Jid::new("flood@x/1").expect("jid"))
+            .with_to(Jid::new("echo.localhost").expect("jid"));
+        dispatcher.submit(Inbound::Stanza(iq.into())).await;
+        dispatcher.wait_idle().await;
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3 + 1);
+        match rx.try_recv() {
+            Ok(crate::xmlstream::Stanza::Iq(xmpp_parsers::iq::Iq::Error { error, id, .. })) => {
+                assert_eq!(id, "q");
+                assert_eq!(
+                    error.defined_condition,
+                    xmpp_parsers::stanza_error::DefinedCondition::ResourceConstraint
+                );
+            }
+            other => panic!("expected resource-constraint, got {other:?}"),
+        }
     }
 }

@@ -15,6 +15,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 
 use crate::error::{RequestError, SendError};
+use crate::metrics::{Counters, Metrics};
 use crate::xmlstream::Stanza;
 
 /// Replies we are waiting for, keyed by (peer, id).
@@ -33,6 +34,7 @@ struct Inner {
     pending: Mutex<PendingMap>,
     next_id: AtomicU64,
     request_timeout: Duration,
+    counters: Counters,
 }
 
 impl std::fmt::Debug for Handle {
@@ -58,6 +60,7 @@ impl Handle {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             request_timeout,
+            counters: Counters::default(),
         };
         (
             Handle {
@@ -96,6 +99,16 @@ impl Handle {
             mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => SendError::Closed,
         })
+    }
+
+    /// Counters since start: stanzas in and out, refused, invalid, connections, queue depth.
+    pub fn metrics(&self) -> Metrics {
+        let queued = self.inner.queue.max_capacity() - self.inner.queue.capacity();
+        self.inner.counters.snapshot(queued)
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.inner.counters
     }
 
     /// A fresh stanza id, unique within this process.

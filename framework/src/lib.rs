@@ -33,8 +33,10 @@
 //! - `connection`: one TCP connection: dial, handshake, reader, writer task.
 //! - `component`: the supervisor: reconnects with backoff, keepalive pings, shutdown.
 //! - `dispatch`: per-sender ordering with bounded concurrency.
+//! - `flood`: per-sender token buckets (flood protection).
 //! - [`router`]: handler registration, IQ reply rules, built-in disco/ping/version.
 //! - `handle`: sending, the outbound queue, awaiting IQ replies.
+//! - `metrics`: counters readable with [`Handle::metrics`].
 //! - [`testing`]: [`testing::TestServer`], the server side of XEP-0114 for tests.
 
 mod app;
@@ -43,9 +45,11 @@ pub mod config;
 mod connection;
 mod dispatch;
 mod error;
+mod flood;
 mod handle;
 mod handshake;
 mod logging;
+mod metrics;
 pub mod router;
 pub mod testing;
 mod xmlstream;
@@ -57,6 +61,7 @@ pub use error::{Error, RequestError, SendError, StreamErrorInfo};
 pub use handle::Handle;
 pub use handshake::token as handshake_token;
 pub use logging::init as init_logging;
+pub use metrics::Metrics;
 pub use router::{IqRequest, IqResult, Router, stanza_error};
 pub use xmlstream::{
     InvalidStanza, ParseError, ParseMode, Stanza, StreamEvent, StreamHeader, StreamParser,

@@ -38,6 +38,19 @@ pub(crate) enum Inbound {
 }
 
 impl Inbound {
+    /// The sender as text, for logs.
+    pub(crate) fn sender_text(&self) -> String {
+        match self {
+            Inbound::Stanza(Stanza::Element(e)) => e.attr("from").unwrap_or_default().to_owned(),
+            Inbound::Stanza(stanza) => stanza.from_jid().map(|j| j.to_string()).unwrap_or_default(),
+            Inbound::Invalid(invalid) => invalid
+                .from
+                .as_ref()
+                .map(|j| j.to_string())
+                .unwrap_or_default(),
+        }
+    }
+
     /// A hash of the sender, for per-sender ordering.
     pub(crate) fn sender_hash(&self) -> u64 {
         use std::hash::{Hash, Hasher};
@@ -454,6 +467,33 @@ fn reply_to(requester: Jid, us: Jid, id: String, outcome: IqResult) -> Iq {
 async fn send_reply(handle: &Handle, reply: impl Into<Stanza>) {
     if let Err(error) = handle.send(reply).await {
         tracing::warn!(%error, "could not queue a reply");
+    }
+}
+
+/// A stanza refused by flood protection: IQ requests still get their one reply
+/// (`resource-constraint`, so the sender may retry later); everything else is dropped.
+pub(crate) async fn refuse_flood(handle: &Handle, inbound: Inbound) {
+    if let Inbound::Stanza(Stanza::Iq(
+        Iq::Get {
+            from: Some(from),
+            to,
+            id,
+            ..
+        }
+        | Iq::Set {
+            from: Some(from),
+            to,
+            id,
+            ..
+        },
+    )) = inbound
+    {
+        let to = to.unwrap_or_else(|| handle.jid().clone());
+        let error = stanza_error(
+            DefinedCondition::ResourceConstraint,
+            Some("too many requests; slow down"),
+        );
+        send_reply(handle, reply_to(from, to, id, Err(error))).await;
     }
 }
 

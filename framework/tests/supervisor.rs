@@ -130,6 +130,10 @@ async fn queue_survives_a_reconnect_in_order() {
     }
     let expected: Vec<String> = (0..50).map(|n| format!("n{n}")).collect();
     assert_eq!(seen, expected);
+    let metrics = handle.metrics();
+    assert_eq!(metrics.connections, 2);
+    assert_eq!(metrics.stanzas_sent, 50);
+    assert_eq!(metrics.queued, 0);
     running.stop().await.expect("clean stop");
 }
 

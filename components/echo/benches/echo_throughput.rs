@@ -290,7 +290,7 @@ async fn start_echo() -> Result<(Echo, ServerReader, ServerWriter), String> {
         .map_err(|e| e.to_string())?;
     let child = Command::new(env!("CARGO_BIN_EXE_xmpp-echo"))
         .args(["--server", &server.addr().to_string(), "--domain", DOMAIN])
-        .args(["--log", "warn"])
+        .args(["--log", "warn", "--rate-limit", "0"])
         .env("XMPP_COMPONENT_SECRET", SECRET)
         .spawn()
         .map_err(|e| format!("cannot start xmpp-echo: {e}"))?;

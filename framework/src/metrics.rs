@@ -1,0 +1,52 @@
+//! Counters every component gets for free, readable through [`crate::Handle::metrics`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters (relaxed atomics: cheap to bump, exact enough to read).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) received: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) invalid: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) connects: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, queued: usize) -> Metrics {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Metrics {
+            stanzas_received: get(&self.received),
+            stanzas_sent: get(&self.sent),
+            stanzas_invalid: get(&self.invalid),
+            stanzas_refused: get(&self.refused),
+            connections: get(&self.connects),
+            queued,
+        }
+    }
+}
+
+/// A snapshot of a component's counters since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Metrics {
+    /// Stanzas read from the server (including IQ replies).
+    pub stanzas_received: u64,
+    /// Stanzas written to the server.
+    pub stanzas_sent: u64,
+    /// Well-formed but invalid stanzas (answered with `bad-request` when they were requests).
+    pub stanzas_invalid: u64,
+    /// Stanzas refused by flood protection.
+    pub stanzas_refused: u64,
+    /// Successful handshakes (1 + reconnects).
+    pub connections: u64,
+    /// Stanzas waiting in the outbound queue right now.
+    pub queued: usize,
+}
