@@ -20,8 +20,8 @@ use crate::connection::{self, Close, Outbox, StreamReader};
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::flood::FloodGuard;
-use crate::metrics::Counters;
 use crate::handle::Handle;
+use crate::metrics::Counters;
 use crate::router::{Inbound, Router};
 use crate::xmlstream::{Stanza, StreamEvent};
 

@@ -93,9 +93,9 @@ impl StreamReader {
             StreamEvent::Stanza(Stanza::Element(element)) => Ok(element),
             StreamEvent::Stanza(other) => Err(Error::UnexpectedDuringHandshake(
                 match other {
-                    Stanza::Message(_) => "message",
                     Stanza::Presence(_) => "presence",
-                    _ => "iq",
+                    Stanza::Iq(_) => "iq",
+                    _ => "message",
                 }
                 .into(),
             )),
@@ -187,10 +187,14 @@ pub(crate) async fn write_loop(
     let sent = &handle.counters().sent;
     let mut outbox = outbox.lock().await;
     let outbox = &mut *outbox;
+    // One timer, pushed back after every write: a keepalive goes out only on idle links.
+    let idle = tokio::time::sleep(keepalive);
+    tokio::pin!(idle);
     loop {
         if !outbox.unsent.is_empty() {
             socket.write_all(&outbox.unsent).await?;
             outbox.unsent.clear();
+            idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
         }
         tokio::select! {
             biased;
@@ -214,7 +218,7 @@ pub(crate) async fn write_loop(
                 // Every handle is gone: nothing more can ever be sent.
                 None => return finish(&mut socket, outbox, Close { flush: true, stream_error: None }).await,
             },
-            _ = tokio::time::sleep(keepalive) => outbox.unsent.push(b' '),
+            () = &mut idle => outbox.unsent.push(b' '),
         }
     }
 }
@@ -261,6 +265,10 @@ pub(crate) fn serialize(stanza: &Stanza, out: &mut Vec<u8>) {
         Stanza::Presence(p) => encode(p, out),
         Stanza::Iq(iq) => encode(iq, out),
         Stanza::Element(e) => e.write_to(out).map_err(|e| e.to_string()),
+        Stanza::Shared(m) => {
+            m.write(out);
+            Ok(())
+        }
     };
     if let Err(error) = result {
         out.truncate(start);

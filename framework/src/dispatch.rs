@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 use crate::flood::{FloodGuard, Verdict};
-use crate::metrics::Counters;
 use crate::handle::Handle;
+use crate::metrics::Counters;
 use crate::router::{BoxFuture, Inbound, Router, refuse_flood};
 
 /// Busy senders (by hash of their JID) and what they sent meanwhile. Two senders whose

@@ -184,6 +184,7 @@ impl Handle {
             Stanza::Message(m) => &mut m.from,
             Stanza::Presence(p) => &mut p.from,
             Stanza::Iq(iq) => iq.from_mut(),
+            Stanza::Shared(m) => &mut m.from,
             Stanza::Element(element) => {
                 self.prepare_element(element)?;
                 return Ok(stanza);

@@ -64,7 +64,8 @@ pub use logging::init as init_logging;
 pub use metrics::Metrics;
 pub use router::{IqRequest, IqResult, Router, stanza_error};
 pub use xmlstream::{
-    InvalidStanza, ParseError, ParseMode, Stanza, StreamEvent, StreamHeader, StreamParser,
+    InvalidStanza, ParseError, ParseMode, SharedMessage, SharedPayload, Stanza, StreamEvent,
+    StreamHeader, StreamParser,
 };
 
 /// Re-exported so components use exactly the versions the framework speaks.

@@ -325,6 +325,8 @@ impl Router {
                 );
                 Box::pin(std::future::ready(()))
             }
+            // The parser never produces these; they exist only for sending.
+            Inbound::Stanza(Stanza::Shared(_)) => Box::pin(std::future::ready(())),
             Inbound::Invalid(invalid) => {
                 let handle = handle.clone();
                 Box::pin(async move { dispatch_invalid(&handle, invalid).await })

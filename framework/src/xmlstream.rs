@@ -52,6 +52,106 @@ pub enum Stanza {
     /// Anything else (`<handshake/>`, `<stream:error/>`, unknown elements), or every
     /// element when the parser runs in [`ParseMode::Elements`].
     Element(Element),
+    /// Outbound only: a message whose payload was serialised in advance.
+    Shared(SharedMessage),
+}
+
+/// Payload elements serialised once, for sending the same content to many recipients
+/// (a game's ball position to both players) without building and encoding it per stanza.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedPayload(std::sync::Arc<[u8]>);
+
+impl SharedPayload {
+    /// Serialises `elements` (each a complete element with its namespace declared).
+    pub fn new<'a>(elements: impl IntoIterator<Item = &'a Element>) -> Self {
+        let mut bytes = Vec::new();
+        for element in elements {
+            let start = bytes.len();
+            if element.write_to(&mut bytes).is_err() {
+                bytes.truncate(start);
+                tracing::error!(
+                    element = element.name(),
+                    "payload element cannot be serialised"
+                );
+            }
+        }
+        SharedPayload(bytes.into())
+    }
+
+    /// The serialised elements.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A `<message/>` with a [`SharedPayload`]: cheap to clone and to write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedMessage {
+    /// The recipient.
+    pub to: Jid,
+    /// The sender; `None` becomes the component's domain.
+    pub from: Option<Jid>,
+    /// The message type.
+    pub type_: xmpp_parsers::message::MessageType,
+    /// The payload elements.
+    pub payload: SharedPayload,
+}
+
+impl SharedMessage {
+    /// A message of `type_` to `to` carrying `payload`.
+    pub fn new(to: Jid, type_: xmpp_parsers::message::MessageType, payload: SharedPayload) -> Self {
+        SharedMessage {
+            to,
+            from: None,
+            type_,
+            payload,
+        }
+    }
+
+    /// Writes the whole stanza. The addresses are escaped; the payload is already XML.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        use xmpp_parsers::message::MessageType;
+        let type_ = match self.type_ {
+            MessageType::Chat => "chat",
+            MessageType::Error => "error",
+            MessageType::Groupchat => "groupchat",
+            MessageType::Headline => "headline",
+            MessageType::Normal => "normal",
+        };
+        out.extend_from_slice(b"<message xmlns='jabber:component:accept'");
+        if let Some(from) = &self.from {
+            out.extend_from_slice(b" from='");
+            escape_attribute(&from.to_string(), out);
+            out.push(b'\'');
+        }
+        out.extend_from_slice(b" to='");
+        escape_attribute(&self.to.to_string(), out);
+        out.extend_from_slice(b"' type='");
+        out.extend_from_slice(type_.as_bytes());
+        out.extend_from_slice(b"'>");
+        out.extend_from_slice(self.payload.as_bytes());
+        out.extend_from_slice(b"</message>");
+    }
+}
+
+impl From<SharedMessage> for Stanza {
+    fn from(m: SharedMessage) -> Self {
+        Stanza::Shared(m)
+    }
+}
+
+/// Escapes an attribute value delimited by `'`.
+fn escape_attribute(value: &str, out: &mut Vec<u8>) {
+    for byte in value.bytes() {
+        match byte {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'\'' => out.extend_from_slice(b"&apos;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            other => out.push(other),
+        }
+    }
 }
 
 impl From<Message> for Stanza {
@@ -85,6 +185,7 @@ impl Stanza {
             Stanza::Message(m) => m.from.as_ref(),
             Stanza::Presence(p) => p.from.as_ref(),
             Stanza::Iq(iq) => iq.from(),
+            Stanza::Shared(m) => m.from.as_ref(),
             Stanza::Element(_) => None,
         }
     }
@@ -514,6 +615,38 @@ mod tests {
                 "{bad:?} gave {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn shared_message_writes_escaped_addresses_and_its_payload() {
+        let payload: Element = "<pong xmlns='xmpp:game:pong'><action>ballposition</action></pong>"
+            .parse()
+            .expect("payload");
+        let hint = Element::bare("no-store", "urn:xmpp:hints");
+        let shared = SharedPayload::new([&payload, &hint]);
+        let to = Jid::new("alice@localhost/it's <me>").expect("jid");
+        let mut message = SharedMessage::new(
+            to.clone(),
+            xmpp_parsers::message::MessageType::Headline,
+            shared,
+        );
+        message.from = Some(Jid::new("pong.localhost").expect("jid"));
+        let mut bytes = Vec::new();
+        message.write(&mut bytes);
+        let xml = format!("{HEADER}{}", String::from_utf8(bytes).expect("utf-8"));
+        let (events, result) = parse_all(&[&xml], 4096);
+        assert_eq!(result, Ok(()));
+        let StreamEvent::Stanza(Stanza::Element(written)) = &events[1] else {
+            panic!("expected the message, got {:?}", events.get(1));
+        };
+        assert_eq!(written.attr("to"), Some(to.to_string().as_str()));
+        assert_eq!(written.attr("from"), Some("pong.localhost"));
+        assert_eq!(written.attr("type"), Some("headline"));
+        let pong = written
+            .get_child("pong", "xmpp:game:pong")
+            .expect("payload kept");
+        assert_eq!(pong, &payload);
+        assert!(written.has_child("no-store", "urn:xmpp:hints"));
     }
 
     #[test]
