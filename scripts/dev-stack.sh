@@ -19,11 +19,15 @@ HTTP_PORT=${XMPP_HTTP_PORT:-5280}
 DEV_LOG=${DEV_LOG:-info}
 DOMAIN=localhost
 
-# Components of the stack: "<cargo package = binary name> <component domain>", one line each.
+PONG_HTTP_PORT=${PONG_HTTP_PORT:-8081}
+WEBSTATUS_HTTP_PORT=${WEBSTATUS_HTTP_PORT:-8080}
+
+# Components of the stack, one line each:
+#   "<cargo package = binary name> <component domain> [extra flags...]"
 COMPONENTS=(
   "xmpp-echo echo.localhost"
+  "xmpp-pong pong.localhost --http 127.0.0.1:$PONG_HTTP_PORT --data $DEV_DIR/data/pong"
   # "xmpp-webstatus webstatus.localhost"
-  # "xmpp-pong pong.localhost"
 )
 
 log() { printf '[dev-stack] %s\n' "$*"; }
@@ -101,7 +105,7 @@ authentication = "internal_hashed"
 VirtualHost "$DOMAIN"
 EOF
   for c in "${COMPONENTS[@]}"; do
-    domain=${c#* }
+    read -r _ domain _ <<< "$c"
     secret_file="$DEV_DIR/secrets/$domain"
     [ -s "$secret_file" ] || (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$secret_file")
     printf '\nComponent "%s"\n\tcomponent_secret = "%s"\n' "$domain" "$(cat "$secret_file")"
@@ -151,11 +155,12 @@ for user in alice bob; do
   prosodyctl --config "$CFG" register "$user" "$DOMAIN" "${user}pw" >/dev/null
 done
 
-start_component() {  # <binary> <domain>
+start_component() {  # <binary> <domain> [extra flags...]
   local bin=$1 domain=$2 logf="$DEV_DIR/logs/$1.log" i
+  shift 2
   : > "$logf"
   "$BIN_DIR/$bin" --server "127.0.0.1:$COMPONENT_PORT" --domain "$domain" \
-    --secret-file "$DEV_DIR/secrets/$domain" --log "$DEV_LOG" >> "$logf" 2>&1 &
+    --secret-file "$DEV_DIR/secrets/$domain" --log "$DEV_LOG" "$@" >> "$logf" 2>&1 &
   PIDS+=($!); NAMES+=("$bin")
   for i in $(seq 100); do
     grep -q "handshake ok" "$logf" && { log "$bin connected as $domain"; return 0; }
@@ -164,13 +169,17 @@ start_component() {  # <binary> <domain>
   done
   log "warning: $bin has not logged 'handshake ok' after 10 s; see $logf"
 }
-for c in "${COMPONENTS[@]}"; do start_component "${c%% *}" "${c#* }"; done
+mkdir -p "$DEV_DIR/data"
+# shellcheck disable=SC2086  # the entries' extra flags are split on purpose
+for c in "${COMPONENTS[@]}"; do start_component $c; done
 
 cat <<EOF
 
   Dev stack is up.
   Log in as alice@$DOMAIN / alicepw (or bob@$DOMAIN / bobpw) with any XMPP client on
   127.0.0.1:$C2S_PORT (no TLS, plain auth allowed), then send a message to echo.localhost.
+  XMPPong: check in at pong.localhost (protocol: docs/pong-protocol.md); leaderboard at
+  http://127.0.0.1:$PONG_HTTP_PORT/leaderboard
   Components connect to 127.0.0.1:$COMPONENT_PORT; their secrets are in $DEV_DIR/secrets/.
   Logs: $DEV_DIR/logs/   Press Ctrl-C to stop everything.
 

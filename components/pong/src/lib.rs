@@ -1,2 +1,30 @@
-//! The `xmpp-pong` component will live here; its issue is still open.
-//! The crate exists so the workspace layout is complete.
+//! XMPPong: a server-authoritative Pong game server as an XMPP external component
+//! (XEP-0114), on the `xmpp-component` framework. The wire protocol is written down in
+//! `docs/pong-protocol.md`.
+//!
+//! Modules, one job each:
+//! - [`physics`]: the pure game model (field, paddles, swept ball collisions), no XMPP;
+//! - [`protocol`]: parsing and building the `xmpp:game:pong` payloads;
+//! - [`game`]: one task per game, owning its state, ticking at a fixed rate;
+//! - [`lobby`]: matchmaking, named games, spectators, leaving, cleanup;
+//! - [`leaderboard`]: wins/losses/points per bare JID, durable in sled;
+//! - [`service`]: the XMPP router and its handlers;
+//! - [`http`]: the leaderboard and metrics over HTTP (axum);
+//! - [`metrics`]: counters and the tick-lateness histogram;
+//! - [`outbound`]: the [`outbound::Sink`] games send through.
+
+pub mod game;
+pub mod http;
+pub mod leaderboard;
+pub mod lobby;
+pub mod metrics;
+pub mod outbound;
+pub mod physics;
+pub mod protocol;
+pub mod service;
+
+pub use game::Settings;
+pub use leaderboard::{MemoryStore, ResultStore, SledStore};
+pub use lobby::Lobby;
+pub use metrics::Metrics;
+pub use service::router;

@@ -1,0 +1,68 @@
+//! [`Sink`]: where games send their stanzas. In the binary it is the framework's
+//! [`Handle`]; unit tests plug in a channel and read what would have gone out.
+//!
+//! Games use [`Sink::try_send`] for the high-rate messages (a ball position that does not
+//! fit in the queue is stale by the next tick anyway, so it is dropped and counted) and
+//! [`Sink::send`] (waiting for room) for the few that must arrive: `dimensions`,
+//! `scoreupdate`, `gameOver`, errors.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use xmpp_component::minidom::Element;
+use xmpp_component::{Handle, SendError, SharedMessage};
+
+/// A boxed future returned by [`Sink::send`].
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
+
+/// Something that takes outbound stanzas.
+pub trait Sink: Send + Sync + 'static {
+    /// Queues without waiting; [`SendError::QueueFull`] when there is no room.
+    fn try_send(&self, stanza: Element) -> Result<(), SendError>;
+    /// Queues, waiting for room.
+    fn send(&self, stanza: Element) -> SendFuture<'_>;
+    /// Queues a message with a pre-serialised payload without waiting.
+    fn try_send_shared(&self, message: SharedMessage) -> Result<(), SendError>;
+}
+
+impl Sink for Handle {
+    fn try_send(&self, stanza: Element) -> Result<(), SendError> {
+        Handle::try_send(self, stanza)
+    }
+
+    fn send(&self, stanza: Element) -> SendFuture<'_> {
+        Box::pin(Handle::send(self, stanza))
+    }
+
+    fn try_send_shared(&self, message: SharedMessage) -> Result<(), SendError> {
+        Handle::try_send(self, message)
+    }
+}
+
+/// A sink for tests: everything goes into an unbounded channel.
+#[cfg(test)]
+pub(crate) struct ChannelSink(pub(crate) tokio::sync::mpsc::UnboundedSender<Element>);
+
+#[cfg(test)]
+impl Sink for ChannelSink {
+    fn try_send(&self, stanza: Element) -> Result<(), SendError> {
+        self.0.send(stanza).map_err(|_| SendError::Closed)
+    }
+
+    fn send(&self, stanza: Element) -> SendFuture<'_> {
+        let result = self.0.send(stanza).map_err(|_| SendError::Closed);
+        Box::pin(async move { result })
+    }
+
+    /// Rebuilds the element the server would see, so tests inspect one shape.
+    fn try_send_shared(&self, message: SharedMessage) -> Result<(), SendError> {
+        let mut xml = format!(
+            "<message xmlns='jabber:component:accept' to='{}' type='headline'>",
+            message.to
+        );
+        xml.push_str(&String::from_utf8_lossy(message.payload.as_bytes()));
+        xml.push_str("</message>");
+        let element: Element = xml.parse().map_err(|_| SendError::Closed)?;
+        self.try_send(element)
+    }
+}

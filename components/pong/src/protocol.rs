@@ -1,0 +1,613 @@
+//! The `xmpp:game:pong` wire format (see `docs/pong-protocol.md`): parsing what clients
+//! send, building what the component sends.
+//!
+//! Input is lenient where the book's clients differ (action names in any letter case,
+//! surrounding whitespace, an optional `<body>` next to the payload); output uses the
+//! book's exact spelling (`ballposition`, `opponentPaddleUpdate`, `gameOver`, ...).
+//! Every game message is a `headline` with XEP-0334 `<no-store/>` and
+//! `<no-permanent-store/>` hints, so servers neither keep it for offline users nor
+//! archive it; only the low-rate ones carry a `<body>` fallback.
+
+use std::sync::LazyLock;
+
+use xmpp_component::minidom::rxml::{Namespace, NcName};
+use xmpp_component::minidom::{Element, Node};
+use xmpp_component::SharedPayload;
+use xmpp_component::xmpp_parsers::stanza_error::DefinedCondition;
+
+use crate::physics::{Field, Side};
+
+/// The XMPPong namespace (payload `<pong/>`, leaderboard IQ, disco feature).
+pub const NS: &str = "xmpp:game:pong";
+/// XEP-0334 message processing hints.
+pub const NS_HINTS: &str = "urn:xmpp:hints";
+/// Stanzas on a component stream.
+pub const NS_STANZA: &str = "jabber:component:accept";
+/// RFC 6120 stanza error conditions.
+pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// What a client asked for in a `<pong/>` payload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// `playercheckingin`: join (the domain = matchmaking, `name@domain` = a named game).
+    CheckIn,
+    /// `spectate`: watch a named game.
+    Spectate,
+    /// `leave`: leave the game (a player forfeits).
+    Leave,
+    /// `paddleposition` with `<y>`: move my paddle's top edge to `y`.
+    Paddle {
+        /// Requested top edge, already checked to lie within `[0, field height]`.
+        y: f64,
+    },
+}
+
+/// Why a `<pong/>` payload was refused (answered with `bad-request`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProtocolError {
+    /// No `<action/>` child.
+    #[error("missing <action/>")]
+    MissingAction,
+    /// An action this component does not know.
+    #[error("unknown action {0:?}")]
+    UnknownAction(String),
+    /// `paddleposition` without `<y/>`.
+    #[error("paddleposition needs <y/>")]
+    MissingY,
+    /// `<y/>` is not a finite number.
+    #[error("<y/> is not a number: {0:?}")]
+    NotANumber(String),
+    /// `<y/>` is a number outside the field.
+    #[error("<y/> = {value} is outside the field (0 to {max})")]
+    OutOfRange {
+        /// What was sent.
+        value: f64,
+        /// The field height.
+        max: f64,
+    },
+}
+
+/// The `<pong xmlns='xmpp:game:pong'/>` payload of a message, if any.
+pub fn find_payload(payloads: &[Element]) -> Option<&Element> {
+    payloads.iter().find(|p| p.is("pong", NS))
+}
+
+/// Parses a `<pong/>` payload. `field_height` bounds `<y/>`: values in `[0, height]`
+/// are accepted (and later clamped so the paddle stays inside), anything else is refused.
+pub fn parse_request(pong: &Element, field_height: f64) -> Result<Request, ProtocolError> {
+    let action = pong
+        .get_child("action", NS)
+        .map(|a| a.text())
+        .ok_or(ProtocolError::MissingAction)?;
+    let action = action.trim().to_ascii_lowercase();
+    match action.as_str() {
+        "playercheckingin" => Ok(Request::CheckIn),
+        "spectate" => Ok(Request::Spectate),
+        "leave" => Ok(Request::Leave),
+        "paddleposition" => {
+            let text = pong
+                .get_child("y", NS)
+                .map(|y| y.text())
+                .ok_or(ProtocolError::MissingY)?;
+            let text = text.trim();
+            let y: f64 = text
+                .parse()
+                .ok()
+                .filter(|y: &f64| y.is_finite())
+                .ok_or_else(|| ProtocolError::NotANumber(truncate(text, 32)))?;
+            if !(0.0..=field_height).contains(&y) {
+                return Err(ProtocolError::OutOfRange {
+                    value: y,
+                    max: field_height,
+                });
+            }
+            Ok(Request::Paddle { y })
+        }
+        "" => Err(ProtocolError::MissingAction),
+        other => Err(ProtocolError::UnknownAction(truncate(other, 32))),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// How a game ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// A player reached the points needed to win.
+    Points,
+    /// A player left (`leave`, unavailable presence, or their messages bounced).
+    Forfeit,
+    /// A player sent no input for the idle timeout.
+    Idle,
+    /// Both players were idle: no winner, nothing recorded.
+    Abandoned,
+    /// The server is shutting down: no winner, nothing recorded.
+    Shutdown,
+}
+
+impl EndReason {
+    /// The wire value of `<reason/>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Points => "points",
+            EndReason::Forfeit => "forfeit",
+            EndReason::Idle => "idle",
+            EndReason::Abandoned => "abandoned",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The end of a game as told in `gameOver`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GameOver {
+    /// The winner's side and bare JID, if there is one.
+    pub winner: Option<(Side, String)>,
+    /// Final score, `[player1, player2]`.
+    pub score: [u32; 2],
+    /// Why it ended.
+    pub reason: EndReason,
+}
+
+/// Who receives a `dimensions` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    /// A player on this side.
+    Player(Side),
+    /// A spectator.
+    Spectator,
+}
+
+/// Formats a coordinate: integers without a fraction, others with one decimal.
+/// Integer arithmetic only: float formatting with a precision is slow, and this runs for
+/// every ball position.
+pub fn number(value: f64) -> String {
+    if !value.is_finite() {
+        return "0".to_owned();
+    }
+    let tenths = (value * 10.0).round().clamp(-1e15, 1e15) as i64;
+    let (whole, fraction) = (tenths / 10, (tenths % 10).abs());
+    match (fraction, tenths < 0 && whole == 0) {
+        (0, _) => whole.to_string(),
+        (f, true) => format!("-0.{f}"),
+        (f, false) => format!("{whole}.{f}"),
+    }
+}
+
+/// The attribute names we write, validated once instead of on every stanza.
+struct AttrNames {
+    to: NcName,
+    type_: NcName,
+    id: NcName,
+}
+
+static ATTR_NAMES: LazyLock<Option<AttrNames>> = LazyLock::new(|| {
+    Some(AttrNames {
+        to: NcName::try_from("to").ok()?,
+        type_: NcName::try_from("type").ok()?,
+        id: NcName::try_from("id").ok()?,
+    })
+});
+
+#[derive(Clone, Copy)]
+enum Attr {
+    To,
+    Type,
+    Id,
+}
+
+fn set_attr(element: &mut Element, attr: Attr, value: String) {
+    // The names are constant valid NCNames, so the table always exists.
+    if let Some(names) = ATTR_NAMES.as_ref() {
+        let name = match attr {
+            Attr::To => &names.to,
+            Attr::Type => &names.type_,
+            Attr::Id => &names.id,
+        };
+        element
+            .attrs_mut()
+            .insert(Namespace::NONE, name.clone(), value);
+    }
+}
+
+fn text_child(name: &str, text: String) -> Element {
+    let mut child = Element::bare(name, NS);
+    child.append_text_node(text);
+    child
+}
+
+/// A `<message type='headline'>` to `to` with `payload`, the no-store hints and, for
+/// low-rate messages, a `<body>`. `from` is left out: the framework fills in our domain
+/// (a game's messages come from the domain even for named games, so clients need only
+/// one JID to trust).
+fn headline(to: &str, payload: Element, body: Option<String>) -> Element {
+    let mut message = Element::bare("message", NS_STANZA);
+    set_attr(&mut message, Attr::To, to.to_owned());
+    set_attr(&mut message, Attr::Type, "headline".to_owned());
+    if let Some(body) = body {
+        message.append_child(text_child_ns("body", NS_STANZA, body));
+    }
+    message.append_child(payload);
+    message.append_child(Element::bare("no-store", NS_HINTS));
+    message.append_child(Element::bare("no-permanent-store", NS_HINTS));
+    message
+}
+
+fn text_child_ns(name: &str, ns: &str, text: String) -> Element {
+    let mut child = Element::bare(name, ns);
+    child.append_text_node(text);
+    child
+}
+
+fn pong(action: &str, children: impl IntoIterator<Item = Element>) -> Element {
+    let mut pong = Element::bare("pong", NS);
+    pong.append_child(text_child("action", action.to_owned()));
+    for child in children {
+        pong.append_node(Node::Element(child));
+    }
+    pong
+}
+
+/// `dimensions`: the field geometry and the receiver's side (players) or role (spectators).
+pub fn dimensions(to: &str, field: &Field, viewer: Viewer, game: &str) -> Element {
+    let mut children = vec![
+        text_child("width", number(field.width)),
+        text_child("height", number(field.height)),
+        text_child("paddlewidth", number(field.paddle_width)),
+        text_child("paddleheight", number(field.paddle_height)),
+        text_child("paddlemargin", number(field.paddle_margin)),
+        text_child("paddley", number(field.paddle_start())),
+        text_child("ballradius", number(field.ball_radius)),
+    ];
+    let body = match viewer {
+        Viewer::Player(side) => {
+            children.push(text_child("side", side.index().to_string()));
+            children.push(text_child("game", game.to_owned()));
+            let place = match side {
+                Side::Left => "left",
+                Side::Right => "right",
+            };
+            format!("XMPPong: you play {place} in {game}")
+        }
+        Viewer::Spectator => {
+            children.push(text_child("role", "spectator".to_owned()));
+            children.push(text_child("game", game.to_owned()));
+            format!("XMPPong: you are watching {game}")
+        }
+    };
+    headline(to, pong("dimensions", children), Some(body))
+}
+
+/// `ballposition` with the ball's centre (high rate: no body).
+pub fn ball_position(to: &str, x: f64, y: f64) -> Element {
+    headline(to, ball_position_pong(x, y), None)
+}
+
+fn ball_position_pong(x: f64, y: f64) -> Element {
+    pong(
+        "ballposition",
+        [text_child("x", number(x)), text_child("y", number(y))],
+    )
+}
+
+/// The payload of [`ball_position`], serialised once for every recipient of a tick.
+pub fn ball_position_payload(x: f64, y: f64) -> SharedPayload {
+    high_rate_payload(ball_position_pong(x, y))
+}
+
+/// The payload of [`opponent_paddle`], serialised once for every recipient.
+pub fn opponent_paddle_payload(side: Side, y: f64) -> SharedPayload {
+    high_rate_payload(opponent_paddle_pong(side, y))
+}
+
+/// A high-rate payload: the `<pong/>` element plus both no-store hints, no body.
+fn high_rate_payload(pong: Element) -> SharedPayload {
+    let no_store = Element::bare("no-store", NS_HINTS);
+    let no_permanent_store = Element::bare("no-permanent-store", NS_HINTS);
+    SharedPayload::new([&pong, &no_store, &no_permanent_store])
+}
+
+/// `opponentPaddleUpdate`: the paddle of `side` moved to `y` (high rate: no body).
+/// `<side/>` is an addition to the book's message so spectators know which paddle it is.
+pub fn opponent_paddle(to: &str, side: Side, y: f64) -> Element {
+    headline(to, opponent_paddle_pong(side, y), None)
+}
+
+fn opponent_paddle_pong(side: Side, y: f64) -> Element {
+    pong(
+        "opponentPaddleUpdate",
+        [
+            text_child("y", number(y)),
+            text_child("side", side.index().to_string()),
+        ],
+    )
+}
+
+/// `scoreupdate` with both scores.
+pub fn score_update(to: &str, score: [u32; 2]) -> Element {
+    headline(
+        to,
+        pong(
+            "scoreupdate",
+            [
+                text_child("player1", score[0].to_string()),
+                text_child("player2", score[1].to_string()),
+            ],
+        ),
+        Some(format!("XMPPong score: {} – {}", score[0], score[1])),
+    )
+}
+
+/// `gameOver` with the winner (if any), the final score and the reason.
+pub fn game_over(to: &str, over: &GameOver) -> Element {
+    let mut children = Vec::with_capacity(5);
+    if let Some((side, jid)) = &over.winner {
+        children.push(text_child("winner", jid.clone()));
+        children.push(text_child("winnerside", side.index().to_string()));
+    }
+    children.push(text_child("player1", over.score[0].to_string()));
+    children.push(text_child("player2", over.score[1].to_string()));
+    children.push(text_child("reason", over.reason.as_str().to_owned()));
+    let body = match &over.winner {
+        Some((_, jid)) => format!(
+            "XMPPong game over: {jid} wins {} – {} ({})",
+            over.score[0],
+            over.score[1],
+            over.reason.as_str()
+        ),
+        None => format!("XMPPong game over: no winner ({})", over.reason.as_str()),
+    };
+    headline(to, pong("gameOver", children), Some(body))
+}
+
+/// A `type='error'` message answering `id` from `to`, carrying the offending payload.
+pub fn error_message(
+    to: &str,
+    id: Option<&str>,
+    payload: Option<&Element>,
+    condition: DefinedCondition,
+    text: &str,
+) -> Element {
+    let error_type = match condition {
+        DefinedCondition::BadRequest | DefinedCondition::NotAcceptable => "modify",
+        DefinedCondition::NotAllowed | DefinedCondition::Forbidden => "cancel",
+        DefinedCondition::ResourceConstraint => "wait",
+        _ => "cancel",
+    };
+    let mut message = Element::bare("message", NS_STANZA);
+    set_attr(&mut message, Attr::To, to.to_owned());
+    set_attr(&mut message, Attr::Type, "error".to_owned());
+    if let Some(id) = id {
+        set_attr(&mut message, Attr::Id, id.to_owned());
+    }
+    if let Some(payload) = payload {
+        message.append_child(payload.clone());
+    }
+    let mut error = Element::bare("error", NS_STANZA);
+    set_attr(&mut error, Attr::Type, error_type.to_owned());
+    error.append_child(Element::bare(condition_name(condition), NS_STANZAS));
+    let mut text_el = Element::bare("text", NS_STANZAS);
+    text_el.append_text_node(text.to_owned());
+    error.append_child(text_el);
+    message.append_child(error);
+    message
+}
+
+fn condition_name(condition: DefinedCondition) -> &'static str {
+    match condition {
+        DefinedCondition::BadRequest => "bad-request",
+        DefinedCondition::Conflict => "conflict",
+        DefinedCondition::NotAllowed => "not-allowed",
+        DefinedCondition::ItemNotFound => "item-not-found",
+        DefinedCondition::ResourceConstraint => "resource-constraint",
+        DefinedCondition::NotAcceptable => "not-acceptable",
+        DefinedCondition::Forbidden => "forbidden",
+        _ => "undefined-condition",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(xml: &str) -> Result<Request, ProtocolError> {
+        let element: Element = xml.parse().expect("test XML");
+        parse_request(&element, 600.0)
+    }
+
+    #[test]
+    fn actions_are_case_insensitive_and_trimmed() {
+        for action in [
+            "playercheckingin",
+            "PlayerCheckingIn",
+            " PLAYERCHECKINGIN\n",
+        ] {
+            assert_eq!(
+                parse(&format!(
+                    "<pong xmlns='{NS}'><action>{action}</action></pong>"
+                )),
+                Ok(Request::CheckIn)
+            );
+        }
+        assert_eq!(
+            parse(&format!(
+                "<pong xmlns='{NS}'><action>paddlePosition</action><y> 120.5 </y></pong>"
+            )),
+            Ok(Request::Paddle { y: 120.5 })
+        );
+        assert_eq!(
+            parse(&format!(
+                "<pong xmlns='{NS}'><action>Spectate</action></pong>"
+            )),
+            Ok(Request::Spectate)
+        );
+        assert_eq!(
+            parse(&format!("<pong xmlns='{NS}'><action>leave</action></pong>")),
+            Ok(Request::Leave)
+        );
+    }
+
+    #[test]
+    fn malformed_and_out_of_range_numbers_are_refused() {
+        let paddle = |y: &str| {
+            parse(&format!(
+                "<pong xmlns='{NS}'><action>paddleposition</action><y>{y}</y></pong>"
+            ))
+        };
+        assert!(matches!(paddle("abc"), Err(ProtocolError::NotANumber(_))));
+        assert!(matches!(paddle("NaN"), Err(ProtocolError::NotANumber(_))));
+        assert!(matches!(paddle("inf"), Err(ProtocolError::NotANumber(_))));
+        assert!(matches!(paddle(""), Err(ProtocolError::NotANumber(_))));
+        assert!(matches!(
+            paddle("-1"),
+            Err(ProtocolError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            paddle("1e9"),
+            Err(ProtocolError::OutOfRange { .. })
+        ));
+        assert_eq!(paddle("600"), Ok(Request::Paddle { y: 600.0 }));
+        assert_eq!(paddle("0"), Ok(Request::Paddle { y: 0.0 }));
+        assert_eq!(
+            parse(&format!(
+                "<pong xmlns='{NS}'><action>paddleposition</action></pong>"
+            )),
+            Err(ProtocolError::MissingY)
+        );
+        assert_eq!(
+            parse(&format!("<pong xmlns='{NS}'/>")),
+            Err(ProtocolError::MissingAction)
+        );
+        assert!(matches!(
+            parse(&format!("<pong xmlns='{NS}'><action>cheat</action></pong>")),
+            Err(ProtocolError::UnknownAction(a)) if a == "cheat"
+        ));
+        // A <y> in another namespace is not ours.
+        assert_eq!(
+            parse(&format!(
+                "<pong xmlns='{NS}'><action>paddleposition</action><y xmlns='urn:x'>5</y></pong>"
+            )),
+            Err(ProtocolError::MissingY)
+        );
+    }
+
+    fn child_text(element: &Element, name: &str) -> Option<String> {
+        element.get_child(name, NS).map(|c| c.text())
+    }
+
+    fn payload(message: &Element) -> &Element {
+        message.get_child("pong", NS).expect("a pong payload")
+    }
+
+    #[test]
+    fn outbound_messages_use_the_books_spelling_and_are_not_stored() {
+        let field = Field::default();
+        let ball = ball_position("alice@localhost/a", 412.25, 300.0);
+        assert_eq!(ball.attr("type"), Some("headline"));
+        assert_eq!(ball.attr("to"), Some("alice@localhost/a"));
+        assert!(
+            ball.get_child("body", NS_STANZA).is_none(),
+            "high-rate: no body"
+        );
+        assert!(
+            ball.has_child("no-store", NS_HINTS) && ball.has_child("no-permanent-store", NS_HINTS)
+        );
+        assert_eq!(
+            child_text(payload(&ball), "action").as_deref(),
+            Some("ballposition")
+        );
+        assert_eq!(child_text(payload(&ball), "x").as_deref(), Some("412.3"));
+        assert_eq!(child_text(payload(&ball), "y").as_deref(), Some("300"));
+
+        let paddle = opponent_paddle("bob@localhost/b", Side::Left, 42.0);
+        assert_eq!(
+            child_text(payload(&paddle), "action").as_deref(),
+            Some("opponentPaddleUpdate")
+        );
+        assert!(paddle.get_child("body", NS_STANZA).is_none());
+
+        let dims = dimensions(
+            "bob@localhost/b",
+            &field,
+            Viewer::Player(Side::Right),
+            "friday",
+        );
+        let p = payload(&dims);
+        assert_eq!(child_text(p, "action").as_deref(), Some("dimensions"));
+        for (name, value) in [
+            ("width", "800"),
+            ("height", "600"),
+            ("paddlewidth", "20"),
+            ("paddleheight", "100"),
+            ("paddlemargin", "10"),
+            ("paddley", "250"),
+            ("ballradius", "3"),
+            ("side", "1"),
+        ] {
+            assert_eq!(child_text(p, name).as_deref(), Some(value), "{name}");
+        }
+        assert!(
+            dims.get_child("body", NS_STANZA).is_some(),
+            "low-rate: body fallback"
+        );
+
+        let score = score_update("a@b/c", [3, 1]);
+        assert_eq!(
+            child_text(payload(&score), "action").as_deref(),
+            Some("scoreupdate")
+        );
+        assert_eq!(child_text(payload(&score), "player1").as_deref(), Some("3"));
+
+        let over = game_over(
+            "a@b/c",
+            &GameOver {
+                winner: Some((Side::Left, "alice@localhost".into())),
+                score: [10, 4],
+                reason: EndReason::Points,
+            },
+        );
+        let p = payload(&over);
+        assert_eq!(child_text(p, "action").as_deref(), Some("gameOver"));
+        assert_eq!(child_text(p, "winner").as_deref(), Some("alice@localhost"));
+        assert_eq!(child_text(p, "winnerside").as_deref(), Some("0"));
+        assert_eq!(child_text(p, "reason").as_deref(), Some("points"));
+    }
+
+    #[test]
+    fn errors_carry_condition_text_and_payload() {
+        let offending: Element =
+            format!("<pong xmlns='{NS}'><action>playercheckingin</action></pong>")
+                .parse()
+                .expect("xml");
+        let error = error_message(
+            "carol@localhost/c",
+            Some("m1"),
+            Some(&offending),
+            DefinedCondition::Conflict,
+            "Game is currently full",
+        );
+        assert_eq!(error.attr("type"), Some("error"));
+        assert_eq!(error.attr("id"), Some("m1"));
+        let e = error.get_child("error", NS_STANZA).expect("error child");
+        assert_eq!(e.attr("type"), Some("cancel"));
+        assert!(e.has_child("conflict", NS_STANZAS));
+        assert_eq!(
+            e.get_child("text", NS_STANZAS).map(|t| t.text()).as_deref(),
+            Some("Game is currently full")
+        );
+        assert!(error.has_child("pong", NS));
+    }
+
+    #[test]
+    fn numbers_are_compact() {
+        assert_eq!(number(250.0), "250");
+        assert_eq!(number(12.34), "12.3");
+        assert_eq!(number(-0.04), "0");
+        assert_eq!(number(799.96), "800");
+        assert_eq!(number(-12.34), "-12.3");
+        assert_eq!(number(-0.44), "-0.4");
+        assert_eq!(number(f64::NAN), "0");
+    }
+}

@@ -1,0 +1,195 @@
+//! The XMPP face of the game server: the [`Router`] with its handlers. Each handler turns
+//! a stanza into a lobby call and a refusal into a stanza error; none of them waits on a
+//! game, so the framework runs them inline on its reader.
+//!
+//! - message with `<pong xmlns='xmpp:game:pong'/>`: check in, spectate, leave, move a paddle;
+//! - message `type='error'` from a member (our messages bounce): that member left;
+//! - presence `unavailable` (or a presence error) from a member: that member left;
+//! - IQ get `<leaderboard xmlns='xmpp:game:pong'/>`: the leaderboard;
+//! - disco#items: games waiting for an opponent.
+
+use std::sync::Arc;
+
+use xmpp_component::minidom::Element;
+use xmpp_component::minidom::rxml::{Namespace, NcName};
+use xmpp_component::xmpp_parsers::disco::Item;
+use xmpp_component::xmpp_parsers::jid::Jid;
+use xmpp_component::xmpp_parsers::message::{Message, MessageType};
+use xmpp_component::xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_component::xmpp_parsers::stanza_error::DefinedCondition;
+use xmpp_component::{Handle, IqRequest, IqResult, Router, SendError, stanza_error};
+
+use crate::leaderboard::Entry;
+use crate::lobby::Lobby;
+use crate::protocol::{self, NS, Request};
+
+/// Default and largest number of rows a leaderboard query returns.
+const LEADERBOARD_DEFAULT: usize = 20;
+const LEADERBOARD_MAX: usize = 100;
+
+/// The component's router: identity `component/generic` "XMPPong" (the disco registry
+/// has no game category; `client/game` is for clients), feature `xmpp:game:pong`.
+pub fn router(lobby: Arc<Lobby>) -> Router {
+    let (on_message, on_presence, on_iq, on_items) = (
+        Arc::clone(&lobby),
+        Arc::clone(&lobby),
+        Arc::clone(&lobby),
+        lobby,
+    );
+    Router::new()
+        .identity("component", "generic", "XMPPong")
+        .software("xmpp-pong", env!("CARGO_PKG_VERSION"))
+        .feature(NS)
+        .message(move |handle, message| message_handler(Arc::clone(&on_message), handle, message))
+        .presence(move |_, presence| presence_handler(Arc::clone(&on_presence), presence))
+        .iq_get("leaderboard", NS, move |_, request| {
+            leaderboard_handler(Arc::clone(&on_iq), request)
+        })
+        .disco_items(move |handle, _| disco_items(Arc::clone(&on_items), handle))
+}
+
+async fn message_handler(
+    lobby: Arc<Lobby>,
+    handle: Handle,
+    message: Message,
+) -> Result<(), SendError> {
+    let Some(from) = message.from.as_ref().map(Jid::to_string) else {
+        return Ok(());
+    };
+    if message.type_ == MessageType::Error {
+        // One of our messages bounced: the recipient is gone.
+        if lobby.leave(&from) {
+            tracing::info!(player = %from, "message bounced; treating as leaving");
+        }
+        return Ok(());
+    }
+    let Some(payload) = protocol::find_payload(&message.payloads) else {
+        return Ok(());
+    };
+    let target = message
+        .to
+        .as_ref()
+        .and_then(|to| to.node())
+        .map(|node| node.as_str().to_owned());
+    let outcome = match protocol::parse_request(payload, lobby.settings().field.height) {
+        Err(error) => Err((DefinedCondition::BadRequest, error.to_string())),
+        Ok(request) => {
+            let result = match request {
+                Request::CheckIn => lobby.check_in(&from, target.as_deref()).map(drop),
+                Request::Spectate => lobby.spectate(&from, target.as_deref()).map(drop),
+                Request::Leave => {
+                    lobby.leave(&from);
+                    Ok(())
+                }
+                Request::Paddle { y } => lobby.paddle(&from, y),
+            };
+            result.map_err(|refusal| (refusal.condition(), refusal.to_string()))
+        }
+    };
+    let Err((condition, text)) = outcome else {
+        return Ok(());
+    };
+    tracing::debug!(sender = %from, %text, "refused");
+    let mut error = protocol::error_message(
+        &from,
+        message.id.as_ref().map(|id| id.0.as_str()),
+        Some(payload),
+        condition,
+        &text,
+    );
+    if let Some(to) = &message.to {
+        // Answer from the address that was written to (e.g. friday@pong.example).
+        if let Ok(name) = NcName::try_from("from") {
+            error
+                .attrs_mut()
+                .insert(Namespace::NONE, name, to.to_string());
+        }
+    }
+    handle.send(error).await
+}
+
+async fn presence_handler(lobby: Arc<Lobby>, presence: Presence) {
+    if !matches!(
+        presence.type_,
+        PresenceType::Unavailable | PresenceType::Error
+    ) {
+        return;
+    }
+    if let Some(from) = presence.from.as_ref().map(Jid::to_string)
+        && lobby.leave(&from)
+    {
+        tracing::info!(player = %from, "went offline");
+    }
+}
+
+async fn leaderboard_handler(lobby: Arc<Lobby>, request: IqRequest) -> IqResult {
+    let store = lobby.store();
+    let rows: Vec<Entry> = match request.payload.attr("jid") {
+        Some(jid) => store
+            .get(jid)
+            .map(|stats| Entry {
+                jid: jid.to_owned(),
+                stats,
+            })
+            .into_iter()
+            .collect(),
+        None => {
+            let limit = match request.payload.attr("max") {
+                None => LEADERBOARD_DEFAULT,
+                Some(max) => max
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=LEADERBOARD_MAX).contains(n))
+                    .ok_or_else(|| {
+                        stanza_error(
+                            DefinedCondition::BadRequest,
+                            Some("max must be a number from 1 to 100"),
+                        )
+                    })?,
+            };
+            store.top(limit)
+        }
+    };
+    Ok(Some(leaderboard_element(&rows)))
+}
+
+/// `<leaderboard xmlns='xmpp:game:pong'><player jid=.. rank=.. wins=.. .../></leaderboard>`.
+pub fn leaderboard_element(rows: &[Entry]) -> Element {
+    let mut board = Element::bare("leaderboard", NS);
+    for (rank, row) in rows.iter().enumerate() {
+        let mut player = Element::bare("player", NS);
+        for (name, value) in [
+            ("jid", row.jid.clone()),
+            ("rank", (rank + 1).to_string()),
+            ("wins", row.stats.wins.to_string()),
+            ("losses", row.stats.losses.to_string()),
+            ("points", row.stats.points.to_string()),
+            ("pointsagainst", row.stats.points_against.to_string()),
+        ] {
+            if let Ok(name) = NcName::try_from(name) {
+                player.attrs_mut().insert(Namespace::NONE, name, value);
+            }
+        }
+        board.append_child(player);
+    }
+    board
+}
+
+async fn disco_items(lobby: Arc<Lobby>, handle: Handle) -> Vec<Item> {
+    lobby
+        .waiting()
+        .into_iter()
+        .filter_map(|waiting| {
+            let jid = Jid::new(&format!("{}@{}", waiting.name, handle.domain())).ok()?;
+            Some(Item {
+                jid,
+                node: None,
+                name: Some(format!(
+                    "{}: {} is waiting for an opponent",
+                    waiting.name, waiting.player
+                )),
+            })
+        })
+        .collect()
+}
