@@ -10,9 +10,9 @@
 
 use std::sync::LazyLock;
 
+use xmpp_component::SharedPayload;
 use xmpp_component::minidom::rxml::{Namespace, NcName};
 use xmpp_component::minidom::{Element, Node};
-use xmpp_component::SharedPayload;
 use xmpp_component::xmpp_parsers::stanza_error::DefinedCondition;
 
 use crate::physics::{Field, Side};
