@@ -27,7 +27,7 @@ WEBSTATUS_HTTP_PORT=${WEBSTATUS_HTTP_PORT:-8080}
 COMPONENTS=(
   "xmpp-echo echo.localhost"
   "xmpp-pong pong.localhost --http 127.0.0.1:$PONG_HTTP_PORT --data $DEV_DIR/data/pong"
-  # "xmpp-webstatus webstatus.localhost"
+  "xmpp-webstatus webstatus.localhost --http 127.0.0.1:$WEBSTATUS_HTTP_PORT --data $DEV_DIR/data/webstatus"
 )
 
 log() { printf '[dev-stack] %s\n' "$*"; }
@@ -180,6 +180,8 @@ cat <<EOF
   127.0.0.1:$C2S_PORT (no TLS, plain auth allowed), then send a message to echo.localhost.
   XMPPong: check in at pong.localhost (protocol: docs/pong-protocol.md); leaderboard at
   http://127.0.0.1:$PONG_HTTP_PORT/leaderboard
+  Web presence: register with webstatus.localhost (or add it as a contact, or send it
+  "help"); status pages are served at http://127.0.0.1:$WEBSTATUS_HTTP_PORT/
   Components connect to 127.0.0.1:$COMPONENT_PORT; their secrets are in $DEV_DIR/secrets/.
   Logs: $DEV_DIR/logs/   Press Ctrl-C to stop everything.
 

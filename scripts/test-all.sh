@@ -30,6 +30,9 @@ need_pkgs=()
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need_pkgs+=(python3-venv); fi
+# The webstatus browser test: Debian's Chromium driven by playwright-core (from npm).
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+command -v npm >/dev/null || need_pkgs+=(npm)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing missing packages: ${need_pkgs[*]}"
@@ -58,6 +61,13 @@ log "pip install -r tests/requirements.txt"
 "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r tests/requirements.txt \
   || die "pip install failed"
 
+# ---------------------------------------------------------------- 2b. browser test deps
+BROWSER_DIR="$REPO/tests/browser/webstatus"
+if [ ! -d "$BROWSER_DIR/node_modules/playwright-core" ]; then
+  log "npm ci in tests/browser/webstatus (playwright-core; the browser is Debian's chromium)"
+  npm ci --prefix "$BROWSER_DIR" --no-audit --no-fund || die "npm ci failed"
+fi
+
 # ---------------------------------------------------------------- 3. Rust
 failed=()
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
@@ -69,8 +79,10 @@ log "cargo test --workspace"
 cargo test --workspace || failed+=("cargo test")
 
 # ---------------------------------------------------------------- 4. integration tests
-if [ -z "${XMPP_ECHO_BIN:-}" ] && [ -n "${CARGO_TARGET_DIR:-}" ]; then
-  export XMPP_ECHO_BIN="$CARGO_TARGET_DIR/debug/xmpp-echo"
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+  export XMPP_ECHO_BIN="${XMPP_ECHO_BIN:-$CARGO_TARGET_DIR/debug/xmpp-echo}"
+  export XMPP_PONG_BIN="${XMPP_PONG_BIN:-$CARGO_TARGET_DIR/debug/xmpp-pong}"
+  export XMPP_WEBSTATUS_BIN="${XMPP_WEBSTATUS_BIN:-$CARGO_TARGET_DIR/debug/xmpp-webstatus}"
 fi
 log "pytest tests -v ${PYTEST_ARGS:-}"
 # shellcheck disable=SC2086  # PYTEST_ARGS is split on purpose

@@ -62,7 +62,7 @@ pub use handle::Handle;
 pub use handshake::token as handshake_token;
 pub use logging::init as init_logging;
 pub use metrics::Metrics;
-pub use router::{IqRequest, IqResult, Router, stanza_error};
+pub use router::{IqRequest, IqResult, IqResultThen, Router, stanza_error};
 pub use xmlstream::{
     InvalidStanza, ParseError, ParseMode, SharedMessage, SharedPayload, Stanza, StreamEvent,
     StreamHeader, StreamParser,

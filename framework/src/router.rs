@@ -102,7 +102,11 @@ impl<E: std::fmt::Display + Send + 'static> HandlerOutcome for Result<(), E> {
 }
 
 type StanzaHandler<T> = Arc<dyn Fn(Handle, T) -> BoxFuture<()> + Send + Sync>;
-type IqHandler = Arc<dyn Fn(Handle, IqRequest) -> BoxFuture<IqResult> + Send + Sync>;
+/// What an IQ handler registered with `iq_get_then`/`iq_set_then` returns: the reply, and
+/// stanzas the router sends right after it, in order.
+pub type IqResultThen = (IqResult, Vec<Stanza>);
+
+type IqHandler = Arc<dyn Fn(Handle, IqRequest) -> BoxFuture<IqResultThen> + Send + Sync>;
 type ItemsHandler = Arc<dyn Fn(Handle, IqRequest) -> BoxFuture<Vec<Item>> + Send + Sync>;
 type ConnectedHandler = Arc<dyn Fn(Handle) -> BoxFuture<()> + Send + Sync>;
 
@@ -228,6 +232,26 @@ impl Router {
         self.iq(IqKind::Set, name, namespace, handler)
     }
 
+    /// Like [`Router::iq_get`], for handlers that must send stanzas strictly after their
+    /// reply (the router queues the reply, then these, in order).
+    pub fn iq_get_then<F, Fut>(self, name: &str, namespace: &str, handler: F) -> Self
+    where
+        F: Fn(Handle, IqRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = IqResultThen> + Send + 'static,
+    {
+        self.iq_then(IqKind::Get, name, namespace, handler)
+    }
+
+    /// Like [`Router::iq_set`], for handlers that must send stanzas strictly after their
+    /// reply: XEP-0077 registration answers `result` and only then subscribes to the user.
+    pub fn iq_set_then<F, Fut>(self, name: &str, namespace: &str, handler: F) -> Self
+    where
+        F: Fn(Handle, IqRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = IqResultThen> + Send + 'static,
+    {
+        self.iq_then(IqKind::Set, name, namespace, handler)
+    }
+
     /// Supplies the disco#items list (XEP-0030); by default it is empty.
     pub fn disco_items<F, Fut>(mut self, handler: F) -> Self
     where
@@ -249,10 +273,21 @@ impl Router {
         self
     }
 
-    fn iq<F, Fut>(mut self, kind: IqKind, name: &str, namespace: &str, handler: F) -> Self
+    fn iq<F, Fut>(self, kind: IqKind, name: &str, namespace: &str, handler: F) -> Self
     where
         F: Fn(Handle, IqRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = IqResult> + Send + 'static,
+    {
+        self.iq_then(kind, name, namespace, move |h, r| {
+            let fut = handler(h, r);
+            async move { (fut.await, Vec::new()) }
+        })
+    }
+
+    fn iq_then<F, Fut>(mut self, kind: IqKind, name: &str, namespace: &str, handler: F) -> Self
+    where
+        F: Fn(Handle, IqRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = IqResultThen> + Send + 'static,
     {
         self.iqs
             .retain(|r| !(r.kind == kind && r.name == name && r.namespace == namespace));
@@ -362,11 +397,14 @@ impl Router {
             id: id.clone(),
             payload,
         };
-        let outcome = self.answer_iq(handle, kind, request).await;
+        let (outcome, then) = self.answer_iq(handle, kind, request).await;
         send_reply(handle, reply_to(from, to, id, outcome)).await;
+        for stanza in then {
+            send_reply(handle, stanza).await;
+        }
     }
 
-    async fn answer_iq(&self, handle: &Handle, kind: IqKind, request: IqRequest) -> IqResult {
+    async fn answer_iq(&self, handle: &Handle, kind: IqKind, request: IqRequest) -> IqResultThen {
         let (name, namespace) = (request.payload.name().to_owned(), request.payload.ns());
         let name = name.as_str();
         let route = self
@@ -379,11 +417,20 @@ impl Router {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     tracing::error!(payload = name, "IQ handler panicked");
-                    Err(stanza_error(DefinedCondition::InternalServerError, None))
+                    (
+                        Err(stanza_error(DefinedCondition::InternalServerError, None)),
+                        Vec::new(),
+                    )
                 }
             };
         }
-        match (kind, name, namespace.as_str()) {
+        (self.answer_builtin(handle, kind, request).await, Vec::new())
+    }
+
+    /// disco#info, disco#items, ping and version, unless a handler took them over.
+    async fn answer_builtin(&self, handle: &Handle, kind: IqKind, request: IqRequest) -> IqResult {
+        let (name, namespace) = (request.payload.name().to_owned(), request.payload.ns());
+        match (kind, name.as_str(), namespace.as_str()) {
             (IqKind::Get, "query", ns::DISCO_INFO) => {
                 if request.payload.attr("node").is_some() {
                     return Err(stanza_error(DefinedCondition::ItemNotFound, None));
@@ -634,6 +681,44 @@ mod tests {
             error_condition(&second).as_deref(),
             Some("internal-server-error")
         );
+    }
+
+    #[tokio::test]
+    async fn follow_up_stanzas_are_sent_after_the_reply_in_order() {
+        let (handle, mut rx) = setup();
+        let router =
+            Arc::new(
+                Router::new().iq_set_then("query", "jabber:iq:register", |_, r| async move {
+                    let user = r.from.to_bare();
+                    let then = ["subscribe", "probe"]
+                        .iter()
+                        .map(|kind| {
+                            let kind = if *kind == "subscribe" {
+                                xmpp_parsers::presence::Type::Subscribe
+                            } else {
+                                xmpp_parsers::presence::Type::Probe
+                            };
+                            Stanza::from(
+                                xmpp_parsers::presence::Presence::new(kind).with_to(user.clone()),
+                            )
+                        })
+                        .collect();
+                    (Ok(None), then)
+                }),
+            );
+        let iq = parse(&format!(
+            "<iq {NS} type='set' id='r1' from='alice@localhost/a' to='echo.localhost'>\
+             <query xmlns='jabber:iq:register'/></iq>"
+        ));
+        router.dispatch(&handle, iq).await;
+        let reply = sent(&mut rx).expect("reply");
+        assert_eq!((reply.name(), reply.attr("type")), ("iq", Some("result")));
+        let first = sent(&mut rx).expect("first follow-up");
+        assert_eq!(first.attr("type"), Some("subscribe"));
+        assert_eq!(first.attr("to"), Some("alice@localhost"));
+        let second = sent(&mut rx).expect("second follow-up");
+        assert_eq!(second.attr("type"), Some("probe"));
+        assert!(sent(&mut rx).is_none());
     }
 
     #[tokio::test]

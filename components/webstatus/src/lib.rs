@@ -1,2 +1,43 @@
-//! The `xmpp-webstatus` component will live here; its issue is still open.
-//! The crate exists so the workspace layout is complete.
+//! `xmpp-webstatus`: a web presence gateway built as an XMPP external component.
+//!
+//! XMPP users register with the component (XEP-0077 form, adding it as a contact, or chat
+//! commands); it subscribes to their presence and serves their live status over HTTP under
+//! an opaque, rotatable token: an HTML snippet for iframes (live via Server-Sent Events),
+//! an SVG badge, JSON with CORS, and plain text.
+//!
+//! Modules, one job each:
+//! - [`token`]: random 128-bit URL tokens.
+//! - [`presence`]: per-resource state and the deterministic aggregation rule (pure).
+//! - [`view`]: what a page may show: options and consent applied (pure).
+//! - [`store`]: durable registrations behind the [`Store`] trait (sled).
+//! - [`registry`]: the live in-memory table by JID and token, with change notification.
+//! - [`app`]: the registration operations, store first, then the live table.
+//! - [`register`]: XEP-0077 / XEP-0004 form building and parsing (pure).
+//! - [`commands`]: chat command parsing and texts (pure).
+//! - [`service`]: the XMPP router and handlers.
+//! - [`prober`]: probing everyone after each (re)connect.
+//! - [`render`]: HTML, SVG, JSON, text, events, escaping, CSP.
+//! - [`http`]: the axum app with uniform 404s and caching headers.
+//!
+//! After a registration the `subscribe` must follow the IQ `result` (XEP-0077, XEP-0100):
+//! the registration handler is an `iq_set_then` route, so the router queues the result and
+//! then the follow-ups, in order.
+
+pub mod app;
+pub mod commands;
+pub mod http;
+pub mod presence;
+pub mod prober;
+pub mod register;
+pub mod registry;
+pub mod render;
+pub mod service;
+pub mod store;
+pub mod token;
+pub mod view;
+
+pub use app::{App, AppError, Settings};
+pub use http::HttpState;
+pub use registry::Registry;
+pub use store::{MemoryStore, SledStore, Store, StoreError, UserRecord};
+pub use token::Token;

@@ -1,0 +1,227 @@
+//! Re-learning presence after every (re)connect.
+//!
+//! Presence that changed while the link was down is lost (no server replays it), so each
+//! handshake starts a new generation: everyone becomes "unknown", then every registered
+//! user is probed at a bounded rate. Prosody answers a probe for an offline user with
+//! `unavailable`; ejabberd stays silent, so silence for `probe_timeout` means offline.
+//! Optionally everyone is re-probed periodically to recover stanzas lost over s2s.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
+use xmpp_component::Handle;
+use xmpp_component::xmpp_parsers::jid::Jid;
+use xmpp_component::xmpp_parsers::presence::Presence;
+
+use crate::app::App;
+
+/// Runs one generation of probing; returns when a newer connection supersedes it.
+pub async fn run(
+    app: App,
+    handle: Handle,
+    generation: Arc<AtomicU64>,
+    reprobe_every: Option<Duration>,
+) {
+    let mine = generation.fetch_add(1, Ordering::SeqCst) + 1;
+    let current = || generation.load(Ordering::SeqCst) == mine;
+    app.registry().reset_all_unknown();
+    let users = app.registry().jids();
+    tracing::info!(users = users.len(), "probing registered users");
+    if !probe_all(&app, &handle, users, true, &current).await {
+        return;
+    }
+    tracing::info!("presence re-learned");
+    let Some(every) = reprobe_every else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        if !current() {
+            return;
+        }
+        let users = app.registry().jids();
+        if !probe_all(&app, &handle, users, false, &current).await {
+            return;
+        }
+    }
+}
+
+/// Probes `users` at the configured rate; with `expire`, a user still unknown
+/// `probe_timeout` after their probe becomes offline. False if superseded or closed.
+async fn probe_all(
+    app: &App,
+    handle: &Handle,
+    users: Vec<Arc<str>>,
+    expire: bool,
+    current: &impl Fn() -> bool,
+) -> bool {
+    let settings = app.settings();
+    let rate = f64::from(settings.probe_rate.max(1));
+    // At most 100 wake-ups a second; several probes per tick at high rates.
+    let batch = (rate / 100.0).ceil().max(1.0);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(batch / rate));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut waiting: VecDeque<(Arc<str>, Instant)> = VecDeque::new();
+    let mut users = users.into_iter().peekable();
+    while users.peek().is_some() || !waiting.is_empty() {
+        tick.tick().await;
+        if !current() {
+            return false;
+        }
+        for user in users.by_ref().take(batch as usize) {
+            let Ok(to) = Jid::new(&user) else {
+                continue;
+            };
+            let probe = Presence::probe()
+                .with_from(handle.jid().clone())
+                .with_to(to);
+            if handle.send(probe).await.is_err() {
+                return false;
+            }
+            if expire {
+                waiting.push_back((user, Instant::now() + settings.probe_timeout));
+            }
+        }
+        let now = Instant::now();
+        while let Some((user, _)) = waiting.front().filter(|(_, at)| *at <= now) {
+            app.registry().expire_unknown(user);
+            waiting.pop_front();
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Settings;
+    use crate::presence::Show;
+    use crate::registry::Update;
+    use crate::store::{Consent, MemoryStore, Options, Store, UserRecord};
+    use crate::token::Token;
+    use crate::view::Display;
+    use xmpp_component::testing::TestServer;
+    use xmpp_component::{Component, Config, Secret};
+
+    /// Waits (up to 5 s) until `check` holds.
+    async fn eventually(check: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached within 5 s");
+    }
+
+    #[tokio::test]
+    async fn probes_everyone_and_silence_means_offline() {
+        let store = Arc::new(MemoryStore::default());
+        let mut tokens = Vec::new();
+        for user in ["alice@localhost", "bob@localhost", "carol@localhost"] {
+            let token = Token::generate();
+            tokens.push(token);
+            store
+                .put(&UserRecord {
+                    jid: user.into(),
+                    token,
+                    options: Options::default(),
+                    consent: Consent::Granted,
+                    registered_at: 0,
+                })
+                .expect("put");
+        }
+        let app = App::new(
+            store,
+            Settings {
+                domain: "webstatus.localhost".into(),
+                public_url: "http://x".into(),
+                probe_rate: 1000,
+                probe_timeout: Duration::from_millis(1500),
+            },
+        )
+        .expect("app");
+        let mut server = TestServer::bind("webstatus.localhost", "s")
+            .await
+            .expect("bind");
+        let config = Config::new(
+            server.addr().to_string(),
+            "webstatus.localhost",
+            Secret::new("s"),
+        )
+        .expect("config");
+        let router = crate::service::router(app.clone(), None);
+        let component = Component::new(config, router);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(component.run(stop.clone().cancelled_owned()));
+        server.accept().await.expect("handshake");
+
+        let mut probed = Vec::new();
+        for _ in 0..3 {
+            let probe = server.recv().await.expect("probe");
+            assert_eq!(probe.attr("type"), Some("probe"));
+            assert_eq!(probe.attr("from"), Some("webstatus.localhost"));
+            probed.push(probe.attr("to").unwrap_or_default().to_owned());
+        }
+        probed.sort();
+        assert_eq!(
+            probed,
+            ["alice@localhost", "bob@localhost", "carol@localhost"]
+        );
+        assert_eq!(
+            app.registry().view(&tokens[0]).map(|v| v.display),
+            Some(Display::Unknown)
+        );
+        // alice answers (ejabberd style, with a delay), bob's server says unavailable
+        // (Prosody style), carol's says nothing.
+        server
+            .send_xml(
+                "<presence from='alice@localhost/phone' to='webstatus.localhost'>\
+                 <show>away</show><delay xmlns='urn:xmpp:delay' stamp='2020-01-01T00:00:00Z'/>\
+                 </presence>\
+                 <presence from='bob@localhost' to='webstatus.localhost' type='unavailable'/>",
+            )
+            .await
+            .expect("send");
+        let display = |i: usize| app.registry().view(&tokens[i]).map(|v| v.display);
+        eventually(|| display(0) == Some(Display::Away)).await;
+        let alice = app.registry().view(&tokens[0]).expect("alice");
+        assert_eq!(
+            (alice.display, alice.since),
+            (Display::Away, Some(1_577_836_800))
+        );
+        eventually(|| display(1) == Some(Display::Offline)).await;
+        assert_eq!(
+            display(2),
+            Some(Display::Unknown),
+            "carol's probe has not timed out yet"
+        );
+        eventually(|| display(2) == Some(Display::Offline)).await;
+        assert_eq!(
+            app.registry().view(&tokens[0]).map(|v| v.display),
+            Some(Display::Away),
+            "an answered probe is not expired"
+        );
+
+        // A reconnect starts over: unknown, probed again.
+        server.drop_connection();
+        server.accept().await.expect("reconnect");
+        let probe = server.recv().await.expect("probe after reconnect");
+        assert_eq!(probe.attr("type"), Some("probe"));
+        let _ = app.registry().apply(
+            "alice@localhost",
+            Update::Available {
+                resource: "x",
+                show: Show::Chat,
+                status: None,
+                priority: 0,
+                since: 0,
+            },
+        );
+        stop.cancel();
+        running.await.expect("task").expect("clean shutdown");
+    }
+}

@@ -1,0 +1,563 @@
+//! The XMPP side: the [`router`] and its handlers. Each handler is a thin adapter between
+//! stanzas and [`App`] operations: registration (XEP-0077), the subscription handshake in
+//! both directions (RFC 6121), presence ingestion and chat commands.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use xmpp_component::xmpp_parsers::delay::Delay;
+use xmpp_component::xmpp_parsers::jid::Jid;
+use xmpp_component::xmpp_parsers::message::{Message, MessageType};
+use xmpp_component::xmpp_parsers::ns;
+use xmpp_component::xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_component::xmpp_parsers::stanza_error::{DefinedCondition, StanzaError};
+use xmpp_component::{
+    Handle, IqRequest, IqResult, IqResultThen, Router, SendError, Stanza, stanza_error,
+};
+
+use crate::app::{App, AppError};
+use crate::commands::{self, Command};
+use crate::presence::Show;
+use crate::register::{self, NS_REGISTER, Submission};
+use crate::registry::{Update, now};
+use crate::store::{Consent, Options};
+
+/// The component's router: identity, registration, presence, messages, probing on connect.
+pub fn router(app: App, reprobe_every: Option<Duration>) -> Router {
+    let generation = Arc::new(AtomicU64::new(0));
+    let (get_app, set_app, presence_app, message_app, probe_app) =
+        (app.clone(), app.clone(), app.clone(), app.clone(), app);
+    Router::new()
+        .identity("component", "presence", "web presence")
+        .software("xmpp-webstatus", env!("CARGO_PKG_VERSION"))
+        .iq_get("query", NS_REGISTER, move |_, request| {
+            register_get(get_app.clone(), request)
+        })
+        .iq_set_then("query", NS_REGISTER, move |handle, request| {
+            register_set(set_app.clone(), handle, request)
+        })
+        .presence(move |handle, presence| on_presence(presence_app.clone(), handle, presence))
+        .message(move |handle, message| on_message(message_app.clone(), handle, message))
+        .on_connected(move |handle| {
+            crate::prober::run(
+                probe_app.clone(),
+                handle,
+                Arc::clone(&generation),
+                reprobe_every,
+            )
+        })
+}
+
+/// The bare part of a JID's normalised text, without allocating.
+fn bare_str(jid: &Jid) -> &str {
+    let text = jid.as_str();
+    text.split_once('/').map_or(text, |(bare, _)| bare)
+}
+
+fn presence(kind: PresenceType, from: &Jid, to: &Jid) -> Presence {
+    Presence::new(kind)
+        .with_from(from.clone())
+        .with_to(to.to_bare())
+}
+
+fn chat(from: &Jid, to: &Jid, kind: MessageType, text: String) -> Message {
+    let mut message =
+        Message::new_with_type(kind, Some(to.clone())).with_body(Default::default(), text);
+    message.from = Some(from.clone());
+    message
+}
+
+fn internal(error: AppError) -> xmpp_component::xmpp_parsers::stanza_error::StanzaError {
+    tracing::error!(%error, "registration storage failed");
+    stanza_error(DefinedCondition::InternalServerError, None)
+}
+
+async fn register_get(app: App, request: IqRequest) -> IqResult {
+    let jid = bare_str(&request.from).to_owned();
+    let (token, record) = app.form_token(&jid);
+    let options = record.as_ref().map_or(Options::default(), |r| r.options);
+    let settings = app.settings();
+    Ok(Some(register::form_query(
+        options,
+        record.is_some(),
+        &settings.url(&token),
+        &settings.domain,
+    )))
+}
+
+/// XEP-0077 `set`: register (or update) or `<remove/>`. The follow-ups (XEP-0100: subscribe
+/// after registering, unsubscribe/unsubscribed/unavailable after removal) are sent by the
+/// router strictly after the `result`.
+async fn register_set(app: App, handle: Handle, request: IqRequest) -> IqResultThen {
+    match register_set_inner(&app, &handle, &request).await {
+        Ok(then) => (Ok(None), then),
+        Err(error) => (Err(error), Vec::new()),
+    }
+}
+
+async fn register_set_inner(
+    app: &App,
+    handle: &Handle,
+    request: &IqRequest,
+) -> Result<Vec<Stanza>, StanzaError> {
+    let jid = bare_str(&request.from).to_owned();
+    let user = Jid::from(request.from.to_bare());
+    let us = handle.jid().clone();
+    let submission = register::parse_submission(&request.payload)
+        .map_err(|error| stanza_error(DefinedCondition::BadRequest, Some(&error.to_string())))?;
+    match submission {
+        Submission::Remove => {
+            if !app.unregister(&jid).await.map_err(internal)? {
+                return Err(stanza_error(DefinedCondition::RegistrationRequired, None));
+            }
+            Ok(goodbye(&us, &user))
+        }
+        register @ Submission::Register { .. } => {
+            let registered = app
+                .register(&jid, |current| register.apply_to(current))
+                .await
+                .map_err(internal)?;
+            let mut follow_up: Vec<Stanza> =
+                vec![presence(PresenceType::Subscribe, &us, &user).into()];
+            if registered.created {
+                let url = app.settings().url(&registered.record.token);
+                follow_up.push(
+                    chat(
+                        &us,
+                        &user,
+                        MessageType::Chat,
+                        commands::your_url(&url, true),
+                    )
+                    .into(),
+                );
+            }
+            Ok(follow_up)
+        }
+    }
+}
+
+/// XEP-0100 §4.3: what we send after forgetting a user.
+fn goodbye(us: &Jid, user: &Jid) -> Vec<Stanza> {
+    [
+        PresenceType::Unsubscribe,
+        PresenceType::Unsubscribed,
+        PresenceType::Unavailable,
+    ]
+    .into_iter()
+    .map(|kind| presence(kind, us, user).into())
+    .collect()
+}
+
+/// The status text in the default language, else any.
+fn best_status(presence: &Presence) -> Option<&str> {
+    presence
+        .statuses
+        .get("")
+        .or_else(|| presence.statuses.get("en"))
+        .or_else(|| presence.statuses.values().next())
+        .map(String::as_str)
+}
+
+/// The XEP-0203 stamp of a delayed presence (a probe answer), as Unix seconds.
+fn delay_stamp(presence: &Presence) -> Option<u64> {
+    let element = presence
+        .payloads
+        .iter()
+        .find(|p| p.is("delay", ns::DELAY))?;
+    let delay = Delay::try_from(element.clone()).ok()?;
+    let stamp = u64::try_from(delay.stamp.0.timestamp()).ok()?;
+    Some(stamp.min(now()))
+}
+
+async fn on_presence(app: App, handle: Handle, stanza: Presence) -> Result<(), SendError> {
+    let Some(from) = stanza.from.as_ref() else {
+        return Ok(());
+    };
+    let jid = bare_str(from);
+    let us = stanza.to.clone().unwrap_or_else(|| handle.jid().clone());
+    match stanza.type_ {
+        PresenceType::None => {
+            let update = Update::Available {
+                resource: from.resource().map_or("", |r| r.as_str()),
+                show: Show::from_xmpp(stanza.show.as_ref()),
+                status: best_status(&stanza),
+                priority: stanza.priority.0,
+                since: delay_stamp(&stanza).unwrap_or_else(now),
+            };
+            if let Some(record) = app.registry().apply(jid, update) {
+                // Their presence reached us, so they approved while we were not looking.
+                tokio::spawn(async move {
+                    if let Err(error) = app.persist_current(&record.jid).await {
+                        tracing::warn!(%error, "could not persist consent");
+                    }
+                });
+            }
+            Ok(())
+        }
+        PresenceType::Unavailable => {
+            let resource = from.resource().map(|r| r.as_str());
+            app.registry().apply(jid, Update::Unavailable { resource });
+            Ok(())
+        }
+        PresenceType::Error => {
+            // E.g. remote-server-not-found for a probe: we cannot see them.
+            app.registry()
+                .apply(jid, Update::Unavailable { resource: None });
+            Ok(())
+        }
+        PresenceType::Subscribe => on_subscribe(app, handle, from, &us).await,
+        PresenceType::Subscribed => {
+            if let Err(error) = app.set_consent(jid, Consent::Granted).await {
+                tracing::warn!(%error, "could not persist consent");
+            }
+            Ok(())
+        }
+        PresenceType::Unsubscribed => {
+            if let Err(error) = app.set_consent(jid, Consent::Revoked).await {
+                tracing::warn!(%error, "could not persist revoked consent");
+            }
+            Ok(())
+        }
+        PresenceType::Unsubscribe => {
+            handle
+                .send(presence(PresenceType::Unsubscribed, &us, from))
+                .await
+        }
+        PresenceType::Probe => handle.send(presence(PresenceType::None, &us, from)).await,
+    }
+}
+
+/// Someone added us as a contact: approve, say we are online, and register them (with the
+/// default options) if they are new, asking for their presence in return.
+async fn on_subscribe(app: App, handle: Handle, from: &Jid, us: &Jid) -> Result<(), SendError> {
+    let user = Jid::from(from.to_bare());
+    let jid = bare_str(from);
+    handle
+        .send(presence(PresenceType::Subscribed, us, &user))
+        .await?;
+    handle.send(presence(PresenceType::None, us, &user)).await?;
+    let domain = handle.jid().clone();
+    match app.registry().record(jid) {
+        Some(record) => {
+            if record.consent != Consent::Granted {
+                handle
+                    .send(presence(PresenceType::Subscribe, &domain, &user))
+                    .await?;
+            }
+            Ok(())
+        }
+        None => match app.register(jid, |options| options).await {
+            Ok(registered) => {
+                handle
+                    .send(presence(PresenceType::Subscribe, &domain, &user))
+                    .await?;
+                let url = app.settings().url(&registered.record.token);
+                handle
+                    .send(chat(
+                        &domain,
+                        &user,
+                        MessageType::Chat,
+                        commands::your_url(&url, true),
+                    ))
+                    .await
+            }
+            Err(error) => {
+                tracing::error!(%error, user = %jid, "could not register a new contact");
+                Ok(())
+            }
+        },
+    }
+}
+
+async fn on_message(app: App, handle: Handle, message: Message) -> Result<(), SendError> {
+    if !matches!(message.type_, MessageType::Chat | MessageType::Normal) {
+        return Ok(());
+    }
+    let (Some(from), Some((_, body))) = (message.from.as_ref(), message.get_best_body(vec![]))
+    else {
+        return Ok(());
+    };
+    let us = message.to.clone().unwrap_or_else(|| handle.jid().clone());
+    let jid = bare_str(from).to_owned();
+    let user = Jid::from(from.to_bare());
+    let domain = handle.jid().clone();
+    let settings = app.settings();
+    let mut after: Vec<Stanza> = Vec::new();
+    let outcome: Result<String, AppError> = match Command::parse(body) {
+        Command::Help => Ok(commands::help(&settings.domain)),
+        Command::Unknown(text) => Ok(commands::unknown_command(&text, &settings.domain)),
+        Command::Url => Ok(match app.registry().record(&jid) {
+            Some(record) => commands::your_url(&settings.url(&record.token), false),
+            None => commands::not_registered(&settings.domain),
+        }),
+        Command::Register => app.register(&jid, |o| o).await.map(|registered| {
+            let url = settings.url(&registered.record.token);
+            if registered.record.consent != Consent::Granted {
+                after.push(presence(PresenceType::Subscribe, &domain, &user).into());
+            }
+            if registered.created {
+                commands::your_url(&url, true)
+            } else {
+                format!(
+                    "You are already registered. {}",
+                    commands::your_url(&url, false)
+                )
+            }
+        }),
+        Command::Status(on) => {
+            app.set_options(&jid, |o| o.show_status_msg = on)
+                .await
+                .map(|updated| match updated {
+                    Some(_) if on => "Your status message is now shown on your web page.".into(),
+                    Some(_) => "Your status message is now hidden.".into(),
+                    None => commands::not_registered(&settings.domain),
+                })
+        }
+        Command::Jid(on) => app
+            .set_options(&jid, |o| o.show_full_jid = on)
+            .await
+            .map(|updated| match updated {
+                Some(_) if on => "Your address is now shown on your web page.".into(),
+                Some(_) => "Your address is now hidden.".into(),
+                None => commands::not_registered(&settings.domain),
+            }),
+        Command::NewUrl => app.rotate_token(&jid).await.map(|rotated| match rotated {
+            Some(record) => format!(
+                "Your new web status URL is {} (the old one no longer works).",
+                settings.url(&record.token)
+            ),
+            None => commands::not_registered(&settings.domain),
+        }),
+        Command::Unregister => app.unregister(&jid).await.map(|existed| {
+            if existed {
+                after = goodbye(&domain, &user);
+                "You are unregistered: your data is deleted and your URL no longer works."
+                    .to_owned()
+            } else {
+                commands::not_registered(&settings.domain)
+            }
+        }),
+    };
+    let text = outcome.unwrap_or_else(|error| {
+        tracing::error!(%error, user = %jid, "chat command failed");
+        "Sorry, that failed on our side; please try again later.".to_owned()
+    });
+    handle
+        .send(chat(&us, from, message.type_.clone(), text))
+        .await?;
+    for stanza in after {
+        handle.send(stanza).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Settings;
+    use crate::store::MemoryStore;
+    use crate::token::Token;
+    use xmpp_component::minidom::Element;
+    use xmpp_component::testing::TestServer;
+    use xmpp_component::{Component, Config, Secret};
+
+    const NS: &str = "xmlns='jabber:component:accept'";
+
+    /// A component with an in-memory store, connected to a test server.
+    async fn running() -> (TestServer, App, tokio_util::sync::CancellationToken) {
+        let app = App::new(
+            std::sync::Arc::new(MemoryStore::default()),
+            Settings {
+                domain: "webstatus.localhost".into(),
+                public_url: "https://status.example".into(),
+                probe_rate: 1000,
+                probe_timeout: Duration::from_secs(5),
+            },
+        )
+        .expect("app");
+        let mut server = TestServer::bind("webstatus.localhost", "s")
+            .await
+            .expect("bind");
+        let config = Config::new(
+            server.addr().to_string(),
+            "webstatus.localhost",
+            Secret::new("s"),
+        )
+        .expect("config");
+        let component = Component::new(config, router(app.clone(), None));
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(component.run(stop.clone().cancelled_owned()));
+        server.accept().await.expect("handshake");
+        (server, app, stop)
+    }
+
+    async fn recv(server: &mut TestServer) -> Element {
+        server.recv().await.expect("a stanza")
+    }
+
+    #[tokio::test]
+    async fn behaves_as_a_contact() {
+        let (mut server, app, stop) = running().await;
+        for (kind, answer) in [("probe", None), ("unsubscribe", Some("unsubscribed"))] {
+            server
+                .send_xml(&format!(
+                    "<presence {NS} type='{kind}' from='alice@localhost/phone' \
+                     to='webstatus.localhost'/>"
+                ))
+                .await
+                .expect("send");
+            let reply = recv(&mut server).await;
+            assert_eq!(reply.name(), "presence");
+            assert_eq!(reply.attr("type"), answer, "answer to {kind}");
+            assert_eq!(reply.attr("to"), Some("alice@localhost"));
+            assert_eq!(reply.attr("from"), Some("webstatus.localhost"));
+        }
+        assert!(app.registry().is_empty(), "neither registers anyone");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn subscribing_registers_and_subscribes_back() {
+        let (mut server, app, stop) = running().await;
+        server
+            .send_xml(&format!(
+                "<presence {NS} type='subscribe' from='bob@localhost' to='webstatus.localhost'/>"
+            ))
+            .await
+            .expect("send");
+        let kinds: Vec<Option<String>> = {
+            let mut kinds = Vec::new();
+            for _ in 0..3 {
+                let p = recv(&mut server).await;
+                assert_eq!(p.attr("to"), Some("bob@localhost"));
+                kinds.push(p.attr("type").map(str::to_owned));
+            }
+            kinds
+        };
+        assert_eq!(
+            kinds,
+            [
+                Some("subscribed".to_owned()),
+                None,
+                Some("subscribe".to_owned())
+            ]
+        );
+        let welcome = recv(&mut server).await;
+        assert_eq!(welcome.name(), "message");
+        let record = app.registry().record("bob@localhost").expect("registered");
+        let body = welcome
+            .children()
+            .find(|c| c.name() == "body")
+            .map(|b| b.text())
+            .unwrap_or_default();
+        assert!(
+            body.contains(&format!("https://status.example/status/{}", record.token)),
+            "{body}"
+        );
+        assert_eq!(record.consent, Consent::Pending);
+        // Approval, then presence: visible. Revocation: hidden.
+        server
+            .send_xml(&format!(
+                "<presence {NS} type='subscribed' from='bob@localhost' to='webstatus.localhost'/>\
+                 <presence {NS} from='bob@localhost/laptop' to='webstatus.localhost'>\
+                 <show>dnd</show></presence>"
+            ))
+            .await
+            .expect("send");
+        let token: Token = record.token;
+        for _ in 0..300 {
+            if app.registry().view(&token).map(|v| v.display) == Some(crate::view::Display::Dnd) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            app.registry().view(&token).map(|v| v.display),
+            Some(crate::view::Display::Dnd)
+        );
+        server
+            .send_xml(&format!(
+                "<presence {NS} type='unsubscribed' from='bob@localhost' to='webstatus.localhost'/>"
+            ))
+            .await
+            .expect("send");
+        for _ in 0..300 {
+            if app.registry().record("bob@localhost").map(|r| r.consent) == Some(Consent::Revoked) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            app.registry().view(&token).map(|v| v.display),
+            Some(crate::view::Display::NotShared)
+        );
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn registration_result_comes_before_subscribe_and_remove_says_goodbye() {
+        let (mut server, app, stop) = running().await;
+        server
+            .send_xml(&format!(
+                "<iq {NS} type='set' id='r1' from='carol@localhost/pc' to='webstatus.localhost'>\
+                 <query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='show_full_jid'><value>1</value></field></x></query></iq>"
+            ))
+            .await
+            .expect("send");
+        let result = recv(&mut server).await;
+        assert_eq!(
+            (result.name(), result.attr("type"), result.attr("id")),
+            ("iq", Some("result"), Some("r1"))
+        );
+        let subscribe = recv(&mut server).await;
+        assert_eq!(subscribe.attr("type"), Some("subscribe"));
+        assert_eq!(subscribe.attr("to"), Some("carol@localhost"));
+        assert_eq!(recv(&mut server).await.name(), "message");
+        assert!(
+            app.registry()
+                .record("carol@localhost")
+                .is_some_and(|r| r.options.show_full_jid)
+        );
+
+        server
+            .send_xml(&format!(
+                "<iq {NS} type='set' id='r2' from='carol@localhost/pc' to='webstatus.localhost'>\
+                 <query xmlns='jabber:iq:register'><remove/></query></iq>"
+            ))
+            .await
+            .expect("send");
+        let result = recv(&mut server).await;
+        assert_eq!(result.attr("type"), Some("result"));
+        let mut kinds = Vec::new();
+        for _ in 0..3 {
+            kinds.push(recv(&mut server).await.attr("type").map(str::to_owned));
+        }
+        assert_eq!(
+            kinds,
+            ["unsubscribe", "unsubscribed", "unavailable"].map(|k| Some(k.to_owned()))
+        );
+        assert!(app.registry().record("carol@localhost").is_none());
+        stop.cancel();
+    }
+
+    #[test]
+    fn bare_part_without_allocation() {
+        let full = Jid::new("alice@localhost/laptop/with/slashes").expect("jid");
+        assert_eq!(bare_str(&full), "alice@localhost");
+        let bare = Jid::new("alice@localhost").expect("jid");
+        assert_eq!(bare_str(&bare), "alice@localhost");
+    }
+
+    #[test]
+    fn delayed_presence_keeps_its_stamp() {
+        let presence: Presence = "<presence xmlns='jabber:component:accept' from='a@b/c'>\
+             <delay xmlns='urn:xmpp:delay' from='b' stamp='2002-09-10T23:08:25Z'/></presence>"
+            .parse::<Element>()
+            .ok()
+            .and_then(|e| Presence::try_from(e).ok())
+            .expect("presence");
+        assert_eq!(delay_stamp(&presence), Some(1_031_699_305));
+    }
+}
