@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from xmpptest.ci import in_ci, missing
 from xmpptest.clients import client, disco_features, disco_identities, error_condition
 from xmpptest.servers import free_port
 from xmpptest.webstatus import (BROWSER_DIR, DATA_NS, DOMAIN, REGISTER_NS, Webstatus, chromium_path,
@@ -32,17 +33,6 @@ SVG_NS = "http://www.w3.org/2000/svg"
 LIVE = 1.0          # the issue's bound: a presence change shows in every format within 1 s
 SHOW_TEXT = {"available": "Available", "away": "Away", "dnd": "Do not disturb", "xa": "Extended away",
              "chat": "Free for chat", "offline": "Offline", "unknown": "Unknown"}
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def missing(message: str):
-    """Fail under CI, skip elsewhere (same rule as conftest.py)."""
-    if in_ci():
-        pytest.fail(f"{message} (CI is set, so this is a failure, not a skip)", pytrace=False)
-    pytest.skip(message)
 
 
 # -- fixtures ------------------------------------------------------------------------------------

@@ -21,21 +21,34 @@ pub fn run(args: ComponentArgs, make_router: impl FnOnce(&Config) -> Router) -> 
         }
     };
     crate::logging::init(&config.log, config.log_format);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(1) else {
+        return ExitCode::FAILURE;
     };
     let router = make_router(&config);
     runtime.block_on(async move {
         let component = Component::new(config, router);
         exit_code(component.run(shutdown_signal()).await)
     })
+}
+
+/// The Tokio runtime for a component binary: 1 thread is a current-thread runtime (the
+/// cheapest per stanza: no cross-thread wake-ups or frees), more is a multi-thread one.
+/// Prints why and returns `None` if the OS refuses.
+pub fn runtime(worker_threads: usize) -> Option<tokio::runtime::Runtime> {
+    let mut builder = if worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(worker_threads);
+        builder
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            None
+        }
+    }
 }
 
 /// Maps the outcome of [`Component::run`] to an exit code, printing fatal errors.

@@ -54,7 +54,7 @@ pub mod router;
 pub mod testing;
 mod xmlstream;
 
-pub use app::{EXIT_CONFIG, exit_code, run, shutdown_signal};
+pub use app::{EXIT_CONFIG, exit_code, run, runtime, shutdown_signal};
 pub use component::Component;
 pub use config::{ComponentArgs, Config, LogFormat, Secret};
 pub use error::{Error, RequestError, SendError, StreamErrorInfo};

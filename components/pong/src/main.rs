@@ -158,19 +158,8 @@ fn main() -> ExitCode {
             Arc::new(MemoryStore::new())
         }
     };
-    let mut builder = if cli.game.worker_threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(cli.game.worker_threads);
-        builder
-    };
-    let runtime = match builder.enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = xmpp_component::runtime(cli.game.worker_threads) else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(serve(config, settings, store, cli.game.http))
 }

@@ -172,16 +172,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config.log, config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    // Two workers: the HTTP side needs both cores (see the benchmark in the README).
+    let Some(runtime) = xmpp_component::runtime(2) else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(serve(config, options))
 }
