@@ -22,7 +22,7 @@ use crate::handle::Handle;
 use crate::handshake;
 use crate::metrics::Counters;
 use crate::xmlstream::{
-    NS_COMPONENT, NS_STREAM, ParseError, ParseMode, Stanza, StreamEvent, StreamParser,
+    NS_COMPONENT, NS_STREAM, ParseError, ParseMode, Stanza, StreamEvent, StreamParser, escaped,
 };
 
 /// Largest batch of serialised stanzas written with one syscall.
@@ -244,7 +244,7 @@ async fn finish(
             format!(
                 "<stream:error><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
                  <text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>{}</text></stream:error>",
-                escape_text(&text)
+                escaped(&text)
             )
             .as_bytes(),
         );
@@ -285,10 +285,4 @@ fn encode(value: &impl xso::AsXml, out: &mut Vec<u8>) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-fn escape_text(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }

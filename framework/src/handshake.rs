@@ -2,13 +2,15 @@
 
 use sha1::{Digest, Sha1};
 
+use crate::xmlstream::escaped;
+
 /// The opening of our stream to the server (XEP-0114 §3): a `jabber:component:accept`
 /// stream addressed to the component's domain.
 pub fn stream_header(domain: &str) -> String {
     format!(
         "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
          xmlns:stream='http://etherx.jabber.org/streams' to='{}'>",
-        escape_attr(domain)
+        escaped(domain)
     )
 }
 
@@ -25,14 +27,6 @@ pub fn token(stream_id: &str, secret: &str) -> String {
 /// The `<handshake>` element carrying [`token`].
 pub fn handshake_element(stream_id: &str, secret: &str) -> String {
     format!("<handshake>{}</handshake>", token(stream_id, secret))
-}
-
-fn escape_attr(value: &str) -> String {
-    value
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('\'', "&apos;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -140,8 +140,17 @@ impl From<SharedMessage> for Stanza {
     }
 }
 
-/// Escapes an attribute value delimited by `'`.
-fn escape_attribute(value: &str, out: &mut Vec<u8>) {
+/// [`escape_attribute`] into a new string.
+pub(crate) fn escaped(value: &str) -> String {
+    let mut out = Vec::with_capacity(value.len());
+    escape_attribute(value, &mut out);
+    // Only ASCII bytes were replaced by ASCII entities, so the result is still UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Escapes text or an attribute value (delimited by `'` or `"`) for XML: the framework's
+/// one escaper for the few places that write XML by hand.
+pub(crate) fn escape_attribute(value: &str, out: &mut Vec<u8>) {
     for byte in value.bytes() {
         match byte {
             b'&' => out.extend_from_slice(b"&amp;"),
