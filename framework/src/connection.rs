@@ -21,8 +21,9 @@ use crate::error::{Error, StreamErrorInfo};
 use crate::handle::Handle;
 use crate::handshake;
 use crate::metrics::Counters;
+use crate::serialize::{escaped, serialize};
 use crate::xmlstream::{
-    NS_COMPONENT, NS_STREAM, ParseError, ParseMode, Stanza, StreamEvent, StreamParser, escaped,
+    NS_COMPONENT, NS_STREAM, ParseError, ParseMode, Stanza, StreamEvent, StreamParser,
 };
 
 /// Largest batch of serialised stanzas written with one syscall.
@@ -252,37 +253,5 @@ async fn finish(
     tail.extend_from_slice(b"</stream:stream>");
     socket.write_all(&tail).await?;
     socket.shutdown().await?;
-    Ok(())
-}
-
-/// Appends one stanza's XML to `out`. Typed stanzas are encoded straight from their
-/// `xso` representation (no intermediate DOM). A stanza that cannot be written is logged
-/// and skipped.
-pub(crate) fn serialize(stanza: &Stanza, out: &mut Vec<u8>) {
-    let start = out.len();
-    let result = match stanza {
-        Stanza::Message(m) => encode(m, out),
-        Stanza::Presence(p) => encode(p, out),
-        Stanza::Iq(iq) => encode(iq, out),
-        Stanza::Element(e) => e.write_to(out).map_err(|e| e.to_string()),
-        Stanza::Shared(m) => {
-            m.write(out);
-            Ok(())
-        }
-    };
-    if let Err(error) = result {
-        out.truncate(start);
-        tracing::error!(%error, "dropping a stanza that cannot be serialised");
-    }
-}
-
-fn encode(value: &impl xso::AsXml, out: &mut Vec<u8>) -> Result<(), String> {
-    let mut encoder = rxml::writer::Encoder::new();
-    for item in value.as_xml_iter().map_err(|e| e.to_string())? {
-        let item = item.map_err(|e| e.to_string())?;
-        encoder
-            .encode(item.as_rxml_item(), out)
-            .map_err(|e| e.to_string())?;
-    }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use sha1::{Digest, Sha1};
 
-use crate::xmlstream::escaped;
+use crate::serialize::escaped;
 
 /// The opening of our stream to the server (XEP-0114 §3): a `jabber:component:accept`
 /// stream addressed to the component's domain.

@@ -31,6 +31,7 @@
 //! - `handshake`: the XEP-0114 stream header and token.
 //! - `xmlstream`: incremental parsing (rxml + minidom) into stanzas, size cap, namespaces.
 //! - `connection`: one TCP connection: dial, handshake, reader, writer task.
+//! - `serialize`: outbound stanzas to bytes (direct for messages, `xso` otherwise).
 //! - `component`: the supervisor: reconnects with backoff, keepalive pings, shutdown.
 //! - `dispatch`: per-sender ordering with bounded concurrency.
 //! - `flood`: per-sender token buckets (flood protection).
@@ -51,6 +52,7 @@ mod handshake;
 mod logging;
 mod metrics;
 pub mod router;
+mod serialize;
 pub mod testing;
 mod xmlstream;
 

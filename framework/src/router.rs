@@ -622,7 +622,7 @@ mod tests {
     fn sent(rx: &mut mpsc::Receiver<Stanza>) -> Option<Element> {
         let stanza = rx.try_recv().ok()?;
         let mut bytes = Vec::new();
-        crate::connection::serialize(&stanza, &mut bytes);
+        crate::serialize::serialize(&stanza, &mut bytes);
         String::from_utf8(bytes).ok()?.parse().ok()
     }
 

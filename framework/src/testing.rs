@@ -267,7 +267,7 @@ impl ServerWriter {
     /// Sends a stanza.
     pub async fn send(&mut self, stanza: impl Into<Element>) -> Result<(), TestError> {
         let mut bytes = Vec::new();
-        crate::connection::serialize(&Stanza::Element(stanza.into()), &mut bytes);
+        crate::serialize::serialize(&Stanza::Element(stanza.into()), &mut bytes);
         self.send_raw(&bytes).await
     }
 
@@ -294,5 +294,5 @@ impl ServerWriter {
 
 /// Serialises a stanza exactly as the connection writer does (for benchmarks).
 pub fn serialize_for_bench(stanza: &Stanza, out: &mut Vec<u8>) {
-    crate::connection::serialize(stanza, out);
+    crate::serialize::serialize(stanza, out);
 }
