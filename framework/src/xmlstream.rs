@@ -14,9 +14,9 @@ use rxml::xml_lang::XmlLangStack;
 use rxml::{AttrMap, Event, Namespace, Parse, Parser};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
-use xmpp_parsers::message::Message;
-use xmpp_parsers::presence::Presence;
-use xso::{FromEventsBuilder, FromXml};
+use xmpp_parsers::message::{Id, Message, MessageType};
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xso::{FromEventsBuilder, FromXml, FromXmlText};
 
 /// Namespace of the stream element itself.
 pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
@@ -212,8 +212,14 @@ pub enum ParseError {
 /// The builder of the top-level element in progress (one per connection, so size is moot).
 #[allow(clippy::large_enum_variant)]
 enum Building {
-    Message(<Message as FromXml>::Builder),
-    Presence(<Presence as FromXml>::Builder),
+    Message(
+        <Message as FromXml>::Builder,
+        Option<Addressing<MessageType>>,
+    ),
+    Presence(
+        <Presence as FromXml>::Builder,
+        Option<Addressing<PresenceType>>,
+    ),
     Iq(<Iq as FromXml>::Builder),
     Element(<Element as FromXml>::Builder),
     /// A stanza that failed validation: consume its events, then report it.
@@ -366,14 +372,24 @@ impl StreamParser {
         }
         let qname = (ns, name);
         let started = match kind {
-            "message" => Message::from_events(qname, attrs, &ctx).map(Building::Message),
-            "presence" => Presence::from_events(qname, attrs, &ctx).map(Building::Presence),
-            "iq" => Iq::from_events(qname, attrs, &ctx).map(Building::Iq),
-            _ => Element::from_events(qname, attrs, &ctx).map(Building::Element),
+            "message" => Addressing::take(attrs).and_then(|(addressing, attrs)| {
+                let builder = Message::from_events(qname, attrs, &ctx).map_err(invalid)?;
+                Ok(Building::Message(builder, addressing))
+            }),
+            "presence" => Addressing::take(attrs).and_then(|(addressing, attrs)| {
+                let builder = Presence::from_events(qname, attrs, &ctx).map_err(invalid)?;
+                Ok(Building::Presence(builder, addressing))
+            }),
+            "iq" => Iq::from_events(qname, attrs, &ctx)
+                .map(Building::Iq)
+                .map_err(invalid),
+            _ => Element::from_events(qname, attrs, &ctx)
+                .map(Building::Element)
+                .map_err(invalid),
         };
         self.building = Some(match started {
             Ok(building) => building,
-            Err(error) => Building::Rejected(self.rejected(error.to_string())),
+            Err(reason) => Building::Rejected(self.rejected(reason)),
         });
     }
 
@@ -383,8 +399,22 @@ impl StreamParser {
         let ctx = xso::Context::empty().with_language(self.langs.current());
         let complete = self.depth == 1;
         let result = match self.building.as_mut()? {
-            Building::Message(b) => b.feed(event, &ctx).map(|o| o.map(Stanza::Message)),
-            Building::Presence(b) => b.feed(event, &ctx).map(|o| o.map(Stanza::Presence)),
+            Building::Message(b, addressing) => b.feed(event, &ctx).map(|o| {
+                o.map(|mut m| {
+                    if let Some(a) = addressing.take() {
+                        (m.from, m.to, m.id, m.type_) = (a.from, a.to, a.id.map(Id), a.type_);
+                    }
+                    Stanza::Message(m)
+                })
+            }),
+            Building::Presence(b, addressing) => b.feed(event, &ctx).map(|o| {
+                o.map(|mut p| {
+                    if let Some(a) = addressing.take() {
+                        (p.from, p.to, p.id, p.type_) = (a.from, a.to, a.id, a.type_);
+                    }
+                    Stanza::Presence(p)
+                })
+            }),
             Building::Iq(b) => b.feed(event, &ctx).map(|o| o.map(Stanza::Iq)),
             Building::Element(b) => b.feed(event, &ctx).map(|o| o.map(Stanza::Element)),
             Building::Rejected(_) => Ok(None),
@@ -424,6 +454,52 @@ impl StreamParser {
         });
         invalid.reason = reason;
         invalid
+    }
+}
+
+/// Why xso refused to start building an element, as text for [`InvalidStanza::reason`].
+fn invalid(error: xso::error::FromEventsError) -> String {
+    error.to_string()
+}
+
+/// `from`, `to`, `id` and `type` of a message or presence, read in one pass over the
+/// attributes and parsed exactly as xso would parse them. xso takes attributes out of the
+/// map one name at a time, which costs more than building the rest of a small message;
+/// given the values already taken, its builder starts from an empty map, and the values
+/// are put into the finished stanza.
+struct Addressing<T> {
+    from: Option<Jid>,
+    to: Option<Jid>,
+    id: Option<String>,
+    type_: T,
+}
+
+impl<T: FromXmlText + Default> Addressing<T> {
+    /// Takes the four attributes out of `attrs`. When `attrs` holds anything else
+    /// (`xml:lang`, an unknown attribute) it is returned whole, for xso to judge.
+    fn take(attrs: AttrMap) -> Result<(Option<Self>, AttrMap), String> {
+        let plain = attrs.iter().all(|((ns, name), _)| {
+            ns.is_empty() && matches!(name.as_str(), "from" | "to" | "id" | "type")
+        });
+        if !plain {
+            return Ok((None, attrs));
+        }
+        let mut taken = Addressing {
+            from: None,
+            to: None,
+            id: None,
+            type_: T::default(),
+        };
+        let jid = |value| Jid::from_xml_text(value).map_err(|e| e.to_string());
+        for ((_, name), value) in attrs {
+            match name.as_str() {
+                "from" => taken.from = Some(jid(value)?),
+                "to" => taken.to = Some(jid(value)?),
+                "id" => taken.id = Some(value),
+                _ => taken.type_ = T::from_xml_text(value).map_err(|e| e.to_string())?,
+            }
+        }
+        Ok((Some(taken), AttrMap::new()))
     }
 }
 
@@ -617,5 +693,87 @@ mod completeness_tests {
     fn tests_header() -> &'static str {
         "<stream:stream xmlns='jabber:component:accept' \
          xmlns:stream='http://etherx.jabber.org/streams' id='abc'>"
+    }
+}
+
+#[cfg(test)]
+mod equivalence_tests {
+    //! The stream parser's typed stanzas must be exactly what xmpp-parsers builds from the
+    //! same element on its own, valid or not, whatever shortcuts the parser takes.
+    use super::*;
+
+    const HEADER: &str = "<stream:stream xmlns='jabber:component:accept' \
+        xmlns:stream='http://etherx.jabber.org/streams' id='abc'>";
+
+    fn through_stream(xml: &str) -> StreamEvent {
+        let mut parser = StreamParser::new(1 << 16);
+        let mut events = Vec::new();
+        parser
+            .feed(format!("{HEADER}{xml}").as_bytes(), |e| events.push(e))
+            .expect("well-formed");
+        assert_eq!(events.len(), 2, "{xml}: {events:?}");
+        events.pop().expect("the stanza")
+    }
+
+    fn standalone(xml: &str) -> Element {
+        let (name, rest) = xml[1..].split_once(' ').expect("attributes");
+        let xml = format!("<{name} xmlns='jabber:component:accept' {rest}");
+        xml.parse().unwrap_or_else(|e| panic!("{xml}: {e}"))
+    }
+
+    const MESSAGES: &[&str] = &[
+        "<message from='a@b/c' to='echo.localhost' id='1' type='chat'><body>hi</body></message>",
+        "<message to='echo.localhost'><body xml:lang='en'>hi</body><body xml:lang='de'>hallo</body></message>",
+        "<message xml:lang='fr' to='e.l'><body>salut</body><subject xml:lang='en'>s</subject></message>",
+        "<message to='e.l' type='headline'><thread parent='p'>t</thread><x xmlns='urn:x'/></message>",
+        "<message to='e.l' id=''><body/></message>",
+        "<message from='not a jid@@' to='e.l'><body>x</body></message>",
+        "<message to='@e.l'><body>x</body></message>",
+        "<message to='e.l' type='bogus'><body>x</body></message>",
+        "<message to='e.l' foo='bar'><body>x</body></message>",
+        "<message to='e.l' xmlns:q='urn:q' q:attr='1'><body>x</body></message>",
+        "<message to='e.l'><body>a</body><body>b</body></message>",
+        "<message to='e.l'><body>a<b/></body></message>",
+        "<message to='e.l'><thread>1</thread><thread>2</thread></message>",
+    ];
+
+    const PRESENCES: &[&str] = &[
+        "<presence from='a@b/c' to='e.l'/>",
+        "<presence from='a@b/c' to='e.l' type='subscribe' id='s1'/>",
+        "<presence to='e.l' type='unavailable'><status>bye</status></presence>",
+        "<presence to='e.l'><show>away</show><priority>5</priority><c xmlns='urn:caps'/></presence>",
+        "<presence to='e.l' type='invalid-type'/>",
+        "<presence to='e.l' from='x@@y'/>",
+        "<presence to='e.l' xml:lang='en'><status>hi</status></presence>",
+        "<presence to='e.l' extra='1'/>",
+        "<presence to='e.l'><show>sleeping</show></presence>",
+    ];
+
+    #[test]
+    fn messages_match_xmpp_parsers() {
+        for xml in MESSAGES {
+            let expected = Message::try_from(standalone(xml));
+            match (through_stream(xml), expected) {
+                (StreamEvent::Stanza(Stanza::Message(got)), Ok(want)) => {
+                    assert_eq!(got, want, "{xml}")
+                }
+                (StreamEvent::Invalid(_), Err(_)) => {}
+                (got, want) => panic!("{xml}: stream gave {got:?}, xmpp-parsers {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn presences_match_xmpp_parsers() {
+        for xml in PRESENCES {
+            let expected = Presence::try_from(standalone(xml));
+            match (through_stream(xml), expected) {
+                (StreamEvent::Stanza(Stanza::Presence(got)), Ok(want)) => {
+                    assert_eq!(got, want, "{xml}")
+                }
+                (StreamEvent::Invalid(_), Err(_)) => {}
+                (got, want) => panic!("{xml}: stream gave {got:?}, xmpp-parsers {want:?}"),
+            }
+        }
     }
 }
