@@ -213,6 +213,28 @@ impl Component {
         let mut last_heard = Instant::now();
         let mut ping_deadline: Option<Instant> = None;
         loop {
+            // Dispatch everything one read produced before touching timers again: a read
+            // of 64 KiB can hold hundreds of stanzas.
+            let mut heard = false;
+            while let Some(event) = reader.next_parsed_stanza() {
+                heard = true;
+                Counters::bump(&self.handle.counters().received);
+                match event? {
+                    StreamEvent::Stanza(stanza) => self.route(stanza, dispatcher).await,
+                    StreamEvent::Invalid(invalid) => {
+                        Counters::bump(&self.handle.counters().invalid);
+                        dispatcher.submit(Inbound::Invalid(invalid)).await;
+                    }
+                    StreamEvent::Header(_) | StreamEvent::End => {}
+                }
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+            }
+            if heard {
+                last_heard = Instant::now();
+                ping_deadline = None;
+            }
             let wake_at = ping_deadline.unwrap_or(last_heard + config.ping_after);
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -223,20 +245,7 @@ impl Component {
                     self.send_ping();
                     ping_deadline = Some(Instant::now() + config.ping_timeout);
                 }
-                event = reader.next_stanza() => {
-                    let event = event?;
-                    Counters::bump(&self.handle.counters().received);
-                    last_heard = Instant::now();
-                    ping_deadline = None;
-                    match event {
-                        StreamEvent::Stanza(stanza) => self.route(stanza, dispatcher).await,
-                        StreamEvent::Invalid(invalid) => {
-                            Counters::bump(&self.handle.counters().invalid);
-                            dispatcher.submit(Inbound::Invalid(invalid)).await;
-                        }
-                        StreamEvent::Header(_) | StreamEvent::End => {}
-                    }
-                }
+                filled = reader.fill() => filled?,
             }
         }
     }

@@ -60,33 +60,36 @@ impl StreamReader {
             if let Some(event) = self.ready.pop_front() {
                 return Ok(event);
             }
-            self.buffer.clear();
-            let n = self.socket.read_buf(&mut self.buffer).await?;
-            if n == 0 {
-                return Err(Error::Closed);
-            }
-            let ready = &mut self.ready;
-            self.parser
-                .feed(&self.buffer, |event| ready.push_back(event))
-                .map_err(|e| match e {
-                    ParseError::TooLarge(limit) => Error::StanzaTooLarge { limit },
-                    other => Error::Xml(other.to_string()),
-                })?;
+            self.fill().await?;
         }
+    }
+
+    /// Reads once from the socket and parses what arrived; the events are then available
+    /// from [`StreamReader::next_parsed_stanza`]. Cancel-safe.
+    pub(crate) async fn fill(&mut self) -> Result<(), Error> {
+        self.buffer.clear();
+        let n = self.socket.read_buf(&mut self.buffer).await?;
+        if n == 0 {
+            return Err(Error::Closed);
+        }
+        let ready = &mut self.ready;
+        self.parser
+            .feed(&self.buffer, |event| ready.push_back(event))
+            .map_err(|e| match e {
+                ParseError::TooLarge(limit) => Error::StanzaTooLarge { limit },
+                other => Error::Xml(other.to_string()),
+            })
+    }
+
+    /// The next stanza already parsed, without reading (see [`StreamReader::next_stanza`]).
+    pub(crate) fn next_parsed_stanza(&mut self) -> Option<Result<StreamEvent, Error>> {
+        self.ready.pop_front().map(as_stanza)
     }
 
     /// The next stanza (or invalid stanza); a `<stream:error/>` or the end of the stream
     /// is an error.
     pub(crate) async fn next_stanza(&mut self) -> Result<StreamEvent, Error> {
-        match self.next().await? {
-            StreamEvent::Stanza(Stanza::Element(element)) => match stream_error(&element) {
-                Some(info) => Err(Error::Stream(info)),
-                None => Ok(StreamEvent::Stanza(Stanza::Element(element))),
-            },
-            StreamEvent::End => Err(Error::Closed),
-            StreamEvent::Header(_) => Err(Error::Xml("a second stream header".into())),
-            other => Ok(other),
-        }
+        as_stanza(self.next().await?)
     }
 
     async fn next_element(&mut self) -> Result<Element, Error> {
@@ -102,6 +105,20 @@ impl StreamReader {
             )),
             _ => Err(Error::UnexpectedDuringHandshake("an invalid stanza".into())),
         }
+    }
+}
+
+/// Passes stanzas through; a `<stream:error/>`, the end of the stream or a second header
+/// become errors.
+fn as_stanza(event: StreamEvent) -> Result<StreamEvent, Error> {
+    match event {
+        StreamEvent::Stanza(Stanza::Element(element)) => match stream_error(&element) {
+            Some(info) => Err(Error::Stream(info)),
+            None => Ok(StreamEvent::Stanza(Stanza::Element(element))),
+        },
+        StreamEvent::End => Err(Error::Closed),
+        StreamEvent::Header(_) => Err(Error::Xml("a second stream header".into())),
+        other => Ok(other),
     }
 }
 
