@@ -139,6 +139,10 @@ pub enum SendError {
     /// The stanza's `from` or `to` is not a valid JID.
     #[error("invalid JID in stanza: {0}")]
     InvalidJid(String),
+    /// The stanza has no `to`: a component's stanzas always need a recipient, and the
+    /// server would only bounce it with `bad-request`.
+    #[error("refusing to send a stanza without a 'to' address")]
+    MissingTo,
     /// `try_send` found the outbound queue full.
     #[error("outbound queue is full")]
     QueueFull,

@@ -178,18 +178,24 @@ impl Handle {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Fills in or checks the `from` address.
+    /// Fills in or checks the `from` address, and checks that there is a `to`.
     fn prepare(&self, mut stanza: Stanza) -> Result<Stanza, SendError> {
-        let from = match &mut stanza {
-            Stanza::Message(m) => &mut m.from,
-            Stanza::Presence(p) => &mut p.from,
-            Stanza::Iq(iq) => iq.from_mut(),
-            Stanza::Shared(m) => &mut m.from,
+        let (from, has_to) = match &mut stanza {
+            Stanza::Message(m) => (&mut m.from, m.to.is_some()),
+            Stanza::Presence(p) => (&mut p.from, p.to.is_some()),
+            Stanza::Iq(iq) => {
+                let has_to = iq.to().is_some();
+                (iq.from_mut(), has_to)
+            }
+            Stanza::Shared(m) => (&mut m.from, true),
             Stanza::Element(element) => {
                 self.prepare_element(element)?;
                 return Ok(stanza);
             }
         };
+        if !has_to {
+            return Err(SendError::MissingTo);
+        }
         match from {
             None => *from = Some(self.inner.domain_jid.clone()),
             Some(jid) => self.check_domain(jid)?,
@@ -198,6 +204,10 @@ impl Handle {
     }
 
     fn prepare_element(&self, element: &mut minidom::Element) -> Result<(), SendError> {
+        let stanza = matches!(element.name(), "message" | "presence" | "iq");
+        if stanza && element.attr("to").is_none() {
+            return Err(SendError::MissingTo);
+        }
         match element.attr("from") {
             None => {
                 if let Ok(name) = rxml::NcName::try_from("from") {
@@ -267,6 +277,20 @@ mod tests {
             handle.send(foreign).await,
             Err(SendError::ForeignFrom { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn refuses_stanzas_without_a_recipient() {
+        let (handle, mut rx) = handle(4);
+        let no_to = Message::new(None);
+        assert_eq!(handle.send(no_to).await, Err(SendError::MissingTo));
+        let presence = xmpp_parsers::presence::Presence::available();
+        assert_eq!(handle.try_send(presence), Err(SendError::MissingTo));
+        let element: minidom::Element = "<message xmlns='jabber:component:accept'/>"
+            .parse()
+            .expect("element");
+        assert_eq!(handle.send(element).await, Err(SendError::MissingTo));
+        assert!(rx.try_recv().is_err(), "nothing was queued");
     }
 
     #[tokio::test]

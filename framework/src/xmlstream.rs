@@ -235,6 +235,12 @@ pub struct StreamParser {
     header: Option<InvalidStanza>,
     /// Open elements, counting the stream root as 1.
     depth: usize,
+    /// The namespace the current stanza arrived in, when it is `jabber:client` or none
+    /// (see [`StreamParser::normalise_nested`]).
+    stanza_ns: Option<Namespace<'static>>,
+    /// Depth of the deepest open element that inherited `stanza_ns` through an unbroken
+    /// chain from the stanza (the stanza itself is depth 2).
+    inherited: usize,
     /// `xml:lang` in effect inside the current top-level element (the stream root's own
     /// `xml:lang` is not inherited: stanzas read the same as when parsed on their own).
     langs: XmlLangStack,
@@ -258,6 +264,8 @@ impl StreamParser {
             building: None,
             header: None,
             depth: 0,
+            stanza_ns: None,
+            inherited: 0,
             langs: XmlLangStack::new(),
             element_bytes: 0,
             max_element_bytes,
@@ -314,16 +322,26 @@ impl StreamParser {
             (1, Event::StartElement(_, (ns, name), attrs)) => {
                 self.element_bytes = 0;
                 self.depth = 2;
-                let ns = normalise(ns, true);
+                self.inherited = 2;
+                self.stanza_ns = (ns == CLIENT || ns.is_empty()).then(|| ns.clone());
+                let ns = if self.stanza_ns.is_some() {
+                    COMPONENT
+                } else {
+                    ns
+                };
                 self.start(ns, name, attrs);
             }
             (depth, event) => {
                 let event = match event {
                     Event::StartElement(m, (ns, name), attrs) => {
                         self.depth += 1;
-                        Event::StartElement(m, (normalise(ns, false), name), attrs)
+                        let ns = self.normalise_nested(ns);
+                        Event::StartElement(m, (ns, name), attrs)
                     }
                     Event::EndElement(m) => {
+                        if self.inherited == depth {
+                            self.inherited = depth - 1;
+                        }
                         self.depth = depth.saturating_sub(1);
                         Event::EndElement(m)
                     }
@@ -336,6 +354,21 @@ impl StreamParser {
             }
         }
         Ok(())
+    }
+
+    /// Moves an element that inherited the stanza's `jabber:client` (or empty) namespace
+    /// through an unbroken chain of such elements (`<body>`, `<error>`...) into
+    /// `jabber:component:accept`. Anything below an element in another namespace keeps
+    /// its own: a `<message xmlns='jabber:client'>` forwarded inside a carbon or a MAM
+    /// result stays exactly as it was. Called with `depth` already at the new element.
+    fn normalise_nested(&mut self, ns: Namespace<'static>) -> Namespace<'static> {
+        match &self.stanza_ns {
+            Some(stanza_ns) if self.inherited + 1 == self.depth && ns == *stanza_ns => {
+                self.inherited = self.depth;
+                COMPONENT
+            }
+            _ => ns,
+        }
     }
 
     /// Chooses the builder for a new top-level element.
@@ -516,16 +549,6 @@ fn stream_header(attrs: &AttrMap) -> StreamHeader {
     }
 }
 
-/// Maps `jabber:client` anywhere, and no namespace on a stanza itself, to
-/// `jabber:component:accept`.
-fn normalise(ns: Namespace<'static>, top_level: bool) -> Namespace<'static> {
-    if ns == CLIENT || (top_level && ns.is_empty()) {
-        COMPONENT
-    } else {
-        ns
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,6 +645,34 @@ mod tests {
         assert!(elements[0].get_child("body", NS_COMPONENT).is_some());
         assert_eq!(elements[1].ns(), NS_COMPONENT);
         assert!(elements[1].get_child("query", "urn:x").is_some());
+    }
+
+    #[test]
+    fn forwarded_client_stanzas_keep_their_namespace() {
+        let (events, _) = parse_all(
+            &[
+                HEADER,
+                "<message xmlns='jabber:client' from='a@b'><body>outer</body>\
+                 <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+                 <message xmlns='jabber:client' from='c@d'><body>inner</body></message>\
+                 </forwarded></received></message>",
+            ],
+            4096,
+        );
+        let StreamEvent::Stanza(Stanza::Element(outer)) = &events[1] else {
+            panic!("expected the message, got {events:?}");
+        };
+        assert_eq!(outer.ns(), NS_COMPONENT);
+        assert!(
+            outer.has_child("body", NS_COMPONENT),
+            "stanza child normalised"
+        );
+        let inner = outer
+            .get_child("received", "urn:xmpp:carbons:2")
+            .and_then(|r| r.get_child("forwarded", "urn:xmpp:forward:0"))
+            .and_then(|f| f.get_child("message", NS_CLIENT))
+            .expect("the forwarded message keeps jabber:client");
+        assert!(inner.has_child("body", NS_CLIENT), "{inner:?}");
     }
 
     #[test]
