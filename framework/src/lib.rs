@@ -26,6 +26,12 @@
 //! }
 //! ```
 //!
+//! Handlers receive `xmpp-parsers` types (built straight from parser events, no DOM in
+//! between). The raw `minidom::Element` stays in reach: IQ handlers get their payload as
+//! an `Element`, every payload `xmpp-parsers` does not model is kept as an `Element` in
+//! `Message::payloads`/`Presence::payloads`, and `Element::from(message)` gives the whole
+//! stanza as an element.
+//!
 //! Modules, one job each:
 //! - [`config`]: flags, environment, TOML file → a validated [`Config`].
 //! - `handshake`: the XEP-0114 stream header and token.
