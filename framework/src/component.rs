@@ -41,14 +41,16 @@ impl Component {
             config.queue_size,
             config.request_timeout,
         );
+        let outbox = Outbox {
+            queue,
+            unsent: Vec::new(),
+            ttl: config.queue_ttl,
+        };
         Component {
             config,
             router: Arc::new(router),
             handle,
-            outbox: Arc::new(Mutex::new(Outbox {
-                queue,
-                unsent: Vec::new(),
-            })),
+            outbox: Arc::new(Mutex::new(outbox)),
         }
     }
 

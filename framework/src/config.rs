@@ -76,6 +76,10 @@ pub struct ComponentArgs {
     /// Outbound queue capacity in stanzas [default: 10000].
     #[arg(long, value_name = "STANZAS")]
     pub queue_size: Option<usize>,
+    /// Seconds a stanza may wait in the outbound queue (while the server is unreachable)
+    /// before it is dropped as stale; 0 keeps it until it is sent [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub queue_ttl: Option<f64>,
     /// Senders whose handlers may run at once [default: 256].
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
@@ -109,6 +113,7 @@ struct FileOptions {
     log_format: Option<LogFormat>,
     max_stanza_size: Option<usize>,
     queue_size: Option<usize>,
+    queue_ttl: Option<f64>,
     concurrency: Option<usize>,
     ping_after: Option<f64>,
     ping_timeout: Option<f64>,
@@ -134,6 +139,8 @@ pub struct Config {
     pub max_stanza_size: usize,
     /// Outbound queue capacity.
     pub queue_size: usize,
+    /// How long a stanza may wait in the outbound queue; `None` is forever.
+    pub queue_ttl: Option<Duration>,
     /// Senders whose handlers may run at once.
     pub concurrency: usize,
     /// How long to await an IQ reply.
@@ -175,6 +182,7 @@ impl Config {
             log_format: LogFormat::Text,
             max_stanza_size: 512 * 1024,
             queue_size: 10_000,
+            queue_ttl: Some(Duration::from_secs(300)),
             concurrency: 256,
             request_timeout: Duration::from_secs(30),
             ping_after: Duration::from_secs(60),
@@ -233,6 +241,11 @@ impl ComponentArgs {
         }
         if let Some(n) = self.queue_size.or(file.queue_size) {
             config.queue_size = positive(n, "queue-size")?;
+        }
+        if let Some(secs) = self.queue_ttl.or(file.queue_ttl) {
+            config.queue_ttl = (secs != 0.0)
+                .then(|| seconds(secs, "queue-ttl"))
+                .transpose()?;
         }
         if let Some(n) = self.concurrency.or(file.concurrency) {
             config.concurrency = positive(n, "concurrency")?;
@@ -328,7 +341,28 @@ mod tests {
         let config = args().into_config().expect("valid");
         assert_eq!(config.max_stanza_size, 512 * 1024);
         assert_eq!(config.queue_size, 10_000);
+        assert_eq!(config.queue_ttl, Some(Duration::from_secs(300)));
         assert_eq!(config.ping_to.to_string(), "localhost");
+    }
+
+    #[test]
+    fn queue_ttl_zero_means_forever_and_negative_is_refused() {
+        let forever = ComponentArgs {
+            queue_ttl: Some(0.0),
+            ..args()
+        };
+        assert_eq!(forever.into_config().expect("valid").queue_ttl, None);
+        let short = ComponentArgs {
+            queue_ttl: Some(2.5),
+            ..args()
+        };
+        let short = short.into_config().expect("valid").queue_ttl;
+        assert_eq!(short, Some(Duration::from_millis(2500)));
+        let negative = ComponentArgs {
+            queue_ttl: Some(-1.0),
+            ..args()
+        };
+        assert!(matches!(negative.into_config(), Err(Error::Config(m)) if m.contains("queue-ttl")));
     }
 
     #[test]

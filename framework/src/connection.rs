@@ -15,10 +15,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::error::{Error, StreamErrorInfo};
-use crate::handle::Handle;
+use crate::handle::{Handle, Queued};
 use crate::handshake;
 use crate::metrics::Counters;
 use crate::serialize::{escaped, serialize};
@@ -31,9 +32,26 @@ const BATCH_BYTES: usize = 64 * 1024;
 
 /// The outbound queue plus whatever a dead connection failed to write.
 pub(crate) struct Outbox {
-    pub(crate) queue: mpsc::Receiver<Stanza>,
+    pub(crate) queue: mpsc::Receiver<Queued>,
     /// Serialised stanzas not yet known to be written; written first on the next connection.
     pub(crate) unsent: Vec<u8>,
+    /// Stanzas that waited longer than this (an outage) are dropped, not written.
+    pub(crate) ttl: Option<Duration>,
+}
+
+impl Outbox {
+    /// Serialises `queued` into `unsent` unless it waited past the TTL; returns whether it
+    /// was kept.
+    fn take(&mut self, queued: &Queued, now: Instant) -> bool {
+        if self
+            .ttl
+            .is_some_and(|ttl| now.saturating_duration_since(queued.at) > ttl)
+        {
+            return false;
+        }
+        serialize(&queued.stanza, &mut self.unsent);
+        true
+    }
 }
 
 /// The reading half of an established connection.
@@ -221,17 +239,26 @@ pub(crate) async fn write_loop(
                 return finish(&mut socket, outbox, request).await;
             }
             next = outbox.queue.recv() => match next {
-                Some(element) => {
-                    serialize(&element, &mut outbox.unsent);
-                    let mut batch = 1;
-                    while outbox.unsent.len() < BATCH_BYTES {
-                        match outbox.queue.try_recv() {
-                            Ok(element) => serialize(&element, &mut outbox.unsent),
-                            Err(_) => break,
+                Some(first) => {
+                    let now = Instant::now();
+                    let (mut batch, mut expired) = (0, 0);
+                    let mut next = Some(first);
+                    while let Some(queued) = next {
+                        if outbox.take(&queued, now) {
+                            batch += 1;
+                        } else {
+                            expired += 1;
                         }
-                        batch += 1;
+                        if outbox.unsent.len() >= BATCH_BYTES {
+                            break;
+                        }
+                        next = outbox.queue.try_recv().ok();
                     }
                     Counters::add(sent, batch);
+                    if expired > 0 {
+                        Counters::add(&handle.counters().expired, expired);
+                        tracing::warn!(expired, "dropped stanzas that waited in the queue longer than --queue-ttl");
+                    }
                 }
                 // Every handle is gone: nothing more can ever be sent.
                 None => return finish(&mut socket, outbox, Close { flush: true, stream_error: None }).await,
@@ -247,8 +274,9 @@ async fn finish(
     close: Close,
 ) -> Result<(), Error> {
     if close.flush {
-        while let Ok(element) = outbox.queue.try_recv() {
-            serialize(&element, &mut outbox.unsent);
+        let now = Instant::now();
+        while let Ok(queued) = outbox.queue.try_recv() {
+            outbox.take(&queued, now);
         }
     }
     let mut tail = std::mem::take(&mut outbox.unsent);

@@ -287,7 +287,7 @@ mod tests {
         dispatcher.submit(Inbound::Stanza(iq.into())).await;
         dispatcher.wait_idle().await;
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3 + 1);
-        match rx.try_recv() {
+        match rx.try_recv().map(|queued| queued.stanza) {
             Ok(crate::xmlstream::Stanza::Iq(xmpp_parsers::iq::Iq::Error { error, id, .. })) => {
                 assert_eq!(id, "q");
                 assert_eq!(

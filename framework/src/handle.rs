@@ -3,7 +3,8 @@
 //! Everything sent goes through one bounded queue that outlives connections: what is sent
 //! while the link is down is written, in order, after the next handshake. The handle also
 //! polices `from` so that a handler can never make the server kill the stream with
-//! `invalid-from`.
+//! `invalid-from`. Each queued stanza carries the time it was queued, so that the writer
+//! can drop what waited longer than the queue's time-to-live during an outage.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,12 +12,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 
 use crate::error::{RequestError, SendError};
 use crate::metrics::{Counters, Metrics};
 use crate::xmlstream::Stanza;
+
+/// A stanza in the outbound queue, stamped with when it was queued.
+#[derive(Debug)]
+pub(crate) struct Queued {
+    pub(crate) stanza: Stanza,
+    pub(crate) at: Instant,
+}
 
 /// Replies we are waiting for, keyed by (peer, id).
 type PendingMap = HashMap<(String, String), oneshot::Sender<Iq>>;
@@ -30,7 +39,7 @@ pub struct Handle {
 struct Inner {
     domain: String,
     domain_jid: Jid,
-    queue: mpsc::Sender<Stanza>,
+    queue: mpsc::Sender<Queued>,
     pending: Mutex<PendingMap>,
     next_id: AtomicU64,
     request_timeout: Duration,
@@ -51,7 +60,7 @@ impl Handle {
         domain: Jid,
         capacity: usize,
         request_timeout: Duration,
-    ) -> (Handle, mpsc::Receiver<Stanza>) {
+    ) -> (Handle, mpsc::Receiver<Queued>) {
         let (queue, receiver) = mpsc::channel(capacity.max(1));
         let inner = Inner {
             domain: domain.to_string(),
@@ -87,7 +96,10 @@ impl Handle {
         let stanza = self.prepare(stanza.into())?;
         self.inner
             .queue
-            .send(stanza)
+            .send(Queued {
+                stanza,
+                at: Instant::now(),
+            })
             .await
             .map_err(|_| SendError::Closed)
     }
@@ -95,7 +107,11 @@ impl Handle {
     /// Queues a stanza without waiting; fails with [`SendError::QueueFull`] when full.
     pub fn try_send(&self, stanza: impl Into<Stanza>) -> Result<(), SendError> {
         let stanza = self.prepare(stanza.into())?;
-        self.inner.queue.try_send(stanza).map_err(|e| match e {
+        let queued = Queued {
+            stanza,
+            at: Instant::now(),
+        };
+        self.inner.queue.try_send(queued).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => SendError::Closed,
         })
@@ -243,7 +259,7 @@ mod tests {
     use super::*;
     use xmpp_parsers::message::Message;
 
-    fn handle(capacity: usize) -> (Handle, mpsc::Receiver<Stanza>) {
+    fn handle(capacity: usize) -> (Handle, mpsc::Receiver<Queued>) {
         Handle::new(jid("echo.localhost"), capacity, Duration::from_secs(1))
     }
 
@@ -258,7 +274,7 @@ mod tests {
             .send(Message::chat(jid("alice@localhost")))
             .await
             .expect("queued");
-        let sent = rx.recv().await.expect("a stanza");
+        let sent = rx.recv().await.expect("a stanza").stanza;
         assert_eq!(
             sent.from_jid().map(|j| j.to_string()).as_deref(),
             Some("echo.localhost")
@@ -313,7 +329,7 @@ mod tests {
             let iq = Iq::from_get("q1", xmpp_parsers::ping::Ping).with_to(jid("localhost"));
             requester.request(iq).await
         });
-        let sent = rx.recv().await.expect("request sent");
+        let sent = rx.recv().await.expect("request sent").stanza;
         assert!(matches!(sent, Stanza::Iq(iq) if iq.id() == "q1"));
         // Same id, wrong peer: not ours.
         let stranger = Iq::empty_result(jid("echo.localhost"), "q1").with_from(jid("evil.example"));

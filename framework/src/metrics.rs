@@ -9,6 +9,7 @@ pub(crate) struct Counters {
     pub(crate) sent: AtomicU64,
     pub(crate) invalid: AtomicU64,
     pub(crate) refused: AtomicU64,
+    pub(crate) expired: AtomicU64,
     pub(crate) connects: AtomicU64,
 }
 
@@ -28,6 +29,7 @@ impl Counters {
             stanzas_sent: get(&self.sent),
             stanzas_invalid: get(&self.invalid),
             stanzas_refused: get(&self.refused),
+            stanzas_expired: get(&self.expired),
             connections: get(&self.connects),
             queued,
         }
@@ -45,6 +47,8 @@ pub struct Metrics {
     pub stanzas_invalid: u64,
     /// Stanzas refused by flood protection.
     pub stanzas_refused: u64,
+    /// Outbound stanzas dropped because they waited past `--queue-ttl` (an outage).
+    pub stanzas_expired: u64,
     /// Successful handshakes (1 + reconnects).
     pub connections: u64,
     /// Stanzas waiting in the outbound queue right now.

@@ -592,7 +592,7 @@ mod tests {
     use std::time::Duration;
     use tokio::sync::mpsc;
 
-    fn setup() -> (Handle, mpsc::Receiver<Stanza>) {
+    fn setup() -> (Handle, mpsc::Receiver<crate::handle::Queued>) {
         Handle::new(
             Jid::new("echo.localhost").expect("jid"),
             16,
@@ -619,8 +619,8 @@ mod tests {
     }
 
     /// A sent stanza as an element, to inspect it like the server would.
-    fn sent(rx: &mut mpsc::Receiver<Stanza>) -> Option<Element> {
-        let stanza = rx.try_recv().ok()?;
+    fn sent(rx: &mut mpsc::Receiver<crate::handle::Queued>) -> Option<Element> {
+        let stanza = rx.try_recv().ok()?.stanza;
         let mut bytes = Vec::new();
         crate::serialize::serialize(&stanza, &mut bytes);
         String::from_utf8(bytes).ok()?.parse().ok()

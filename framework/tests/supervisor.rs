@@ -138,6 +138,36 @@ async fn queue_survives_a_reconnect_in_order() {
 }
 
 #[tokio::test]
+async fn stanzas_older_than_the_queue_ttl_are_dropped_not_sent() {
+    let mut server = TestServer::bind(DOMAIN, SECRET).await.expect("bind");
+    let mut config = config(&server);
+    config.queue_ttl = Some(Duration::from_millis(300));
+    let component = Component::new(config, Router::new());
+    let handle = component.handle();
+    let running = start(component);
+    server.accept().await.expect("first handshake");
+    server.drop_connection();
+    // Let the component notice the drop, so the next stanzas wait in the queue.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let chat = |body: &str| {
+        Message::chat(Some(jid("bob@localhost"))).with_body(Default::default(), body.into())
+    };
+    handle.send(chat("stale 1")).await.expect("queued");
+    handle.send(chat("stale 2")).await.expect("queued");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    handle.send(chat("fresh")).await.expect("queued");
+    server.accept().await.expect("reconnected");
+    let first = server.recv().await.expect("the fresh stanza");
+    assert_eq!(body(&first).as_deref(), Some("fresh"));
+    server
+        .expect_silence(Duration::from_millis(200))
+        .await
+        .expect("the stale ones never come");
+    assert_eq!(handle.metrics().stanzas_expired, 2);
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
 async fn oversized_stanza_ends_the_connection_and_it_comes_back() {
     let mut server = TestServer::bind(DOMAIN, SECRET).await.expect("bind");
     let mut config = config(&server);
