@@ -77,6 +77,8 @@ pub struct UserPresence {
     known: bool,
     /// When the user was last seen going offline (Unix seconds).
     offline_since: Option<u64>,
+    /// A probe was sent and no presence from the user has arrived since.
+    probe_pending: bool,
 }
 
 /// The aggregate, as displayed.
@@ -105,12 +107,14 @@ impl UserPresence {
             resources: Vec::new(),
             known: true,
             offline_since: since,
+            probe_pending: false,
         }
     }
 
     /// Records an available presence from `state.resource`, replacing its previous one.
     pub fn available(&mut self, state: ResourceState) {
         self.known = true;
+        self.probe_pending = false;
         if let Some(slot) = self
             .resources
             .iter_mut()
@@ -135,6 +139,7 @@ impl UserPresence {
     /// Records `unavailable` from one resource, or from the bare JID (`None`: all of them).
     pub fn unavailable(&mut self, resource: Option<&str>, now: u64) {
         self.known = true;
+        self.probe_pending = false;
         match resource {
             Some(resource) => self.resources.retain(|r| &*r.resource != resource),
             None => self.resources.clear(),
@@ -150,13 +155,28 @@ impl UserPresence {
         self.known = false;
     }
 
-    /// A probe went unanswered (ejabberd's way of saying "offline"). True if it changed.
-    pub fn expire_unknown(&mut self) -> bool {
-        if self.known {
+    /// A probe is about to be sent: what we show is unconfirmed until the user's server
+    /// answers with some presence.
+    pub fn probe_sent(&mut self) {
+        self.probe_pending = true;
+    }
+
+    /// No presence arrived within the timeout of the last probe. Servers answer a probe
+    /// for an online user with its current presence (and Prosody one for an offline user
+    /// with `unavailable`); ejabberd stays silent for an offline user, so silence means
+    /// offline: an unknown user becomes known, and resources we still show are dropped
+    /// (an `unavailable` lost on the way no longer sticks). True if the display changed.
+    pub fn probe_unanswered(&mut self, now: u64) -> bool {
+        if !std::mem::take(&mut self.probe_pending) {
             return false;
         }
+        let changed = !self.known || !self.resources.is_empty();
+        if !self.resources.is_empty() {
+            self.resources.clear();
+            self.offline_since = Some(now);
+        }
         self.known = true;
-        true
+        changed
     }
 
     /// Whether the presence is known.
@@ -296,9 +316,24 @@ mod tests {
         p.available(res("a", Show::Available, 0, 1));
         p.reset_unknown();
         assert_eq!(p.summary(), Summary::Unknown);
-        assert!(p.expire_unknown());
-        assert!(!p.expire_unknown());
-        assert!(matches!(p.summary(), Summary::Offline { .. }));
+        assert!(!p.probe_unanswered(9), "no probe was sent");
+        p.probe_sent();
+        assert!(p.probe_unanswered(9));
+        assert!(!p.probe_unanswered(9));
+        assert!(matches!(p.summary(), Summary::Offline { since: Some(5) }));
+    }
+
+    #[test]
+    fn an_unanswered_re_probe_drops_stale_resources_an_answered_one_keeps_them() {
+        let mut p = UserPresence::offline(None);
+        p.available(res("a", Show::Available, 0, 1));
+        p.probe_sent();
+        p.available(res("a", Show::Dnd, 0, 2));
+        assert!(!p.probe_unanswered(7), "the server answered");
+        assert_eq!(p.top().map(|r| r.show), Some(Show::Dnd));
+        p.probe_sent();
+        assert!(p.probe_unanswered(7));
+        assert_eq!(p.summary(), Summary::Offline { since: Some(7) });
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! handshake starts a new generation: everyone becomes "unknown", then every registered
 //! user is probed at a bounded rate. Prosody answers a probe for an offline user with
 //! `unavailable`; ejabberd stays silent, so silence for `probe_timeout` means offline.
-//! Optionally everyone is re-probed periodically to recover stanzas lost over s2s.
+//! Optionally everyone is re-probed periodically to recover stanzas lost over s2s; there
+//! too, silence means offline, so a lost `unavailable` does not leave a user online.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ pub async fn run(
     app.registry().reset_all_unknown();
     let users = app.registry().jids();
     tracing::info!(users = users.len(), "probing registered users");
-    if !probe_all(&app, &handle, users, true, &current).await {
+    if !probe_all(&app, &handle, users, &current).await {
         return;
     }
     tracing::info!("presence re-learned");
@@ -43,19 +44,18 @@ pub async fn run(
             return;
         }
         let users = app.registry().jids();
-        if !probe_all(&app, &handle, users, false, &current).await {
+        if !probe_all(&app, &handle, users, &current).await {
             return;
         }
     }
 }
 
-/// Probes `users` at the configured rate; with `expire`, a user still unknown
-/// `probe_timeout` after their probe becomes offline. False if superseded or closed.
+/// Probes `users` at the configured rate; a user from whom no presence arrived
+/// `probe_timeout` after their probe is offline. False if superseded or closed.
 async fn probe_all(
     app: &App,
     handle: &Handle,
     users: Vec<Arc<str>>,
-    expire: bool,
     current: &impl Fn() -> bool,
 ) -> bool {
     let settings = app.settings();
@@ -78,16 +78,16 @@ async fn probe_all(
             let probe = Presence::probe()
                 .with_from(handle.jid().clone())
                 .with_to(to);
+            // Before sending: an answer may be handled before `send` returns.
+            app.registry().probe_sent(&user);
             if handle.send(probe).await.is_err() {
                 return false;
             }
-            if expire {
-                waiting.push_back((user, Instant::now() + settings.probe_timeout));
-            }
+            waiting.push_back((user, Instant::now() + settings.probe_timeout));
         }
         let now = Instant::now();
         while let Some((user, _)) = waiting.front().filter(|(_, at)| *at <= now) {
-            app.registry().expire_unknown(user);
+            app.registry().probe_unanswered(user);
             waiting.pop_front();
         }
     }
@@ -221,6 +221,66 @@ mod tests {
                 since: 0,
             },
         );
+        stop.cancel();
+        running.await.expect("task").expect("clean shutdown");
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_re_probe_takes_a_stale_online_user_offline() {
+        let store = Arc::new(MemoryStore::default());
+        let token = Token::generate();
+        store
+            .put(&UserRecord {
+                jid: "alice@localhost".into(),
+                token,
+                options: Options::default(),
+                consent: Consent::Granted,
+                registered_at: 0,
+            })
+            .expect("put");
+        let app = App::new(
+            store,
+            Settings {
+                domain: "webstatus.localhost".into(),
+                public_url: "http://x".into(),
+                probe_rate: 1000,
+                probe_timeout: Duration::from_millis(300),
+            },
+        )
+        .expect("app");
+        let mut server = TestServer::bind("webstatus.localhost", "s")
+            .await
+            .expect("bind");
+        let config = Config::new(
+            server.addr().to_string(),
+            "webstatus.localhost",
+            Secret::new("s"),
+        )
+        .expect("config");
+        let router = crate::service::router(app.clone(), Some(Duration::from_millis(500)));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let running =
+            tokio::spawn(Component::new(config, router).run(stop.clone().cancelled_owned()));
+        server.accept().await.expect("handshake");
+        let display = || app.registry().view(&token).map(|v| v.display);
+
+        let probe = server.recv().await.expect("first probe");
+        assert_eq!(probe.attr("type"), Some("probe"));
+        server
+            .send_xml("<presence from='alice@localhost/phone' to='webstatus.localhost'/>")
+            .await
+            .expect("answer");
+        eventually(|| display() == Some(Display::Available)).await;
+
+        // Her unavailable is lost on the way; the hourly (here: 0.5 s) re-probe finds out.
+        let again = server.recv().await.expect("re-probe");
+        assert_eq!(again.attr("type"), Some("probe"));
+        assert_eq!(
+            display(),
+            Some(Display::Available),
+            "shown until the probe times out"
+        );
+        eventually(|| display() == Some(Display::Offline)).await;
         stop.cancel();
         running.await.expect("task").expect("clean shutdown");
     }

@@ -289,11 +289,19 @@ impl Registry {
         }
     }
 
-    /// A probe went unanswered: a still-unknown presence becomes offline.
-    pub fn expire_unknown(&self, jid: &str) {
+    /// A probe to `jid` is about to be sent (see [`UserPresence::probe_sent`]).
+    pub fn probe_sent(&self, jid: &str) {
+        if let Some(entry) = self.entry(jid) {
+            entry.lock().presence.probe_sent();
+        }
+    }
+
+    /// The last probe to `jid` went unanswered: the user is offline
+    /// (see [`UserPresence::probe_unanswered`]).
+    pub fn probe_unanswered(&self, jid: &str) {
         if let Some(entry) = self.entry(jid) {
             let mut state = entry.lock();
-            if state.presence.expire_unknown() {
+            if state.presence.probe_unanswered(now()) {
                 state.changed();
             }
         }
@@ -474,7 +482,8 @@ mod tests {
             registry.view(&alice.token).map(|v| v.display),
             Some(Display::Unknown)
         );
-        registry.expire_unknown("alice@localhost");
+        registry.probe_sent("alice@localhost");
+        registry.probe_unanswered("alice@localhost");
         assert_eq!(
             registry.view(&alice.token).map(|v| v.display),
             Some(Display::Offline)
