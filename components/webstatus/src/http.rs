@@ -306,10 +306,10 @@ async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Settings;
     use crate::presence::Show;
     use crate::registry::Update;
-    use crate::store::{Consent, MemoryStore, Options, Store, UserRecord};
+    use crate::store::Options;
+    use crate::testkit::app_with;
     use axum::body::Body;
     use axum::http::Request;
     use http_body_util::BodyExt;
@@ -322,27 +322,8 @@ mod tests {
     }
 
     fn setup_with(options: Options, max_streams: usize) -> (Router, Arc<Registry>, Token) {
-        let store = Arc::new(MemoryStore::default());
-        let token = Token::generate();
-        store
-            .put(&UserRecord {
-                jid: "alice@localhost".into(),
-                token,
-                options,
-                consent: Consent::Granted,
-                registered_at: 1,
-            })
-            .expect("put");
-        let app = App::new(
-            store,
-            Settings {
-                domain: "webstatus.localhost".into(),
-                public_url: "http://status.example".into(),
-                probe_rate: 50,
-                probe_timeout: Duration::from_secs(5),
-            },
-        )
-        .expect("app");
+        let (app, tokens) = app_with(&["alice@localhost"], options, Duration::from_secs(5));
+        let token = tokens[0];
         let registry = Arc::clone(app.registry());
         registry.apply(
             "alice@localhost",

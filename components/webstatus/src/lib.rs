@@ -36,6 +36,9 @@ pub mod store;
 pub mod token;
 pub mod view;
 
+#[cfg(test)]
+mod testkit;
+
 pub use app::{App, AppError, Settings};
 pub use http::HttpState;
 pub use registry::Registry;

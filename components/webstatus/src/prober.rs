@@ -97,14 +97,11 @@ async fn probe_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Settings;
     use crate::presence::Show;
     use crate::registry::Update;
-    use crate::store::{Consent, MemoryStore, Options, Store, UserRecord};
-    use crate::token::Token;
+    use crate::store::Options;
+    use crate::testkit::{Connected, app_with, connect};
     use crate::view::Display;
-    use xmpp_component::testing::TestServer;
-    use xmpp_component::{Component, Config, Secret};
 
     /// Waits (up to 5 s) until `check` holds.
     async fn eventually(check: impl Fn() -> bool) {
@@ -119,45 +116,13 @@ mod tests {
 
     #[tokio::test]
     async fn probes_everyone_and_silence_means_offline() {
-        let store = Arc::new(MemoryStore::default());
-        let mut tokens = Vec::new();
-        for user in ["alice@localhost", "bob@localhost", "carol@localhost"] {
-            let token = Token::generate();
-            tokens.push(token);
-            store
-                .put(&UserRecord {
-                    jid: user.into(),
-                    token,
-                    options: Options::default(),
-                    consent: Consent::Granted,
-                    registered_at: 0,
-                })
-                .expect("put");
-        }
-        let app = App::new(
-            store,
-            Settings {
-                domain: "webstatus.localhost".into(),
-                public_url: "http://x".into(),
-                probe_rate: 1000,
-                probe_timeout: Duration::from_millis(1500),
-            },
-        )
-        .expect("app");
-        let mut server = TestServer::bind("webstatus.localhost", "s")
-            .await
-            .expect("bind");
-        let config = Config::new(
-            server.addr().to_string(),
-            "webstatus.localhost",
-            Secret::new("s"),
-        )
-        .expect("config");
-        let router = crate::service::router(app.clone(), None);
-        let component = Component::new(config, router);
-        let stop = tokio_util::sync::CancellationToken::new();
-        let running = tokio::spawn(component.run(stop.clone().cancelled_owned()));
-        server.accept().await.expect("handshake");
+        let users = ["alice@localhost", "bob@localhost", "carol@localhost"];
+        let (app, tokens) = app_with(&users, Options::default(), Duration::from_millis(1500));
+        let Connected {
+            mut server,
+            stop,
+            running,
+        } = connect(&app, None).await;
 
         let mut probed = Vec::new();
         for _ in 0..3 {
@@ -227,41 +192,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_unanswered_re_probe_takes_a_stale_online_user_offline() {
-        let store = Arc::new(MemoryStore::default());
-        let token = Token::generate();
-        store
-            .put(&UserRecord {
-                jid: "alice@localhost".into(),
-                token,
-                options: Options::default(),
-                consent: Consent::Granted,
-                registered_at: 0,
-            })
-            .expect("put");
-        let app = App::new(
-            store,
-            Settings {
-                domain: "webstatus.localhost".into(),
-                public_url: "http://x".into(),
-                probe_rate: 1000,
-                probe_timeout: Duration::from_millis(300),
-            },
-        )
-        .expect("app");
-        let mut server = TestServer::bind("webstatus.localhost", "s")
-            .await
-            .expect("bind");
-        let config = Config::new(
-            server.addr().to_string(),
-            "webstatus.localhost",
-            Secret::new("s"),
-        )
-        .expect("config");
-        let router = crate::service::router(app.clone(), Some(Duration::from_millis(500)));
-        let stop = tokio_util::sync::CancellationToken::new();
-        let running =
-            tokio::spawn(Component::new(config, router).run(stop.clone().cancelled_owned()));
-        server.accept().await.expect("handshake");
+        let (app, tokens) = app_with(
+            &["alice@localhost"],
+            Options::default(),
+            Duration::from_millis(300),
+        );
+        let token = tokens[0];
+        let mut connected = connect(&app, Some(Duration::from_millis(500))).await;
+        let server = &mut connected.server;
         let display = || app.registry().view(&token).map(|v| v.display);
 
         let probe = server.recv().await.expect("first probe");
@@ -281,7 +219,6 @@ mod tests {
             "shown until the probe times out"
         );
         eventually(|| display() == Some(Display::Offline)).await;
-        stop.cancel();
-        running.await.expect("task").expect("clean shutdown");
+        connected.stop().await;
     }
 }

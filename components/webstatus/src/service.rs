@@ -355,41 +355,18 @@ async fn on_message(app: App, handle: Handle, message: Message) -> Result<(), Se
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Settings;
-    use crate::store::MemoryStore;
+    use crate::testkit::{app_with, connect};
     use crate::token::Token;
     use xmpp_component::minidom::Element;
     use xmpp_component::testing::TestServer;
-    use xmpp_component::{Component, Config, Secret};
 
     const NS: &str = "xmlns='jabber:component:accept'";
 
-    /// A component with an in-memory store, connected to a test server.
+    /// A component with an in-memory store and no users, connected to a test server.
     async fn running() -> (TestServer, App, tokio_util::sync::CancellationToken) {
-        let app = App::new(
-            std::sync::Arc::new(MemoryStore::default()),
-            Settings {
-                domain: "webstatus.localhost".into(),
-                public_url: "https://status.example".into(),
-                probe_rate: 1000,
-                probe_timeout: Duration::from_secs(5),
-            },
-        )
-        .expect("app");
-        let mut server = TestServer::bind("webstatus.localhost", "s")
-            .await
-            .expect("bind");
-        let config = Config::new(
-            server.addr().to_string(),
-            "webstatus.localhost",
-            Secret::new("s"),
-        )
-        .expect("config");
-        let component = Component::new(config, router(app.clone(), None));
-        let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(component.run(stop.clone().cancelled_owned()));
-        server.accept().await.expect("handshake");
-        (server, app, stop)
+        let (app, _) = app_with(&[], Default::default(), Duration::from_secs(5));
+        let connected = connect(&app, None).await;
+        (connected.server, app, connected.stop)
     }
 
     async fn recv(server: &mut TestServer) -> Element {
