@@ -46,6 +46,8 @@
 //! - `metrics`: counters readable with [`Handle::metrics`].
 //! - [`testing`]: [`testing::TestServer`], the server side of XEP-0114 for tests.
 
+#![warn(missing_docs)]
+
 mod app;
 mod component;
 pub mod config;
