@@ -118,6 +118,9 @@ impl Component {
                 backoff.attempt,
                 delay.as_secs_f64()
             );
+            if let Some(hint) = end.hint() {
+                tracing::warn!("{hint}");
+            }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = shutdown.cancelled() => {

@@ -27,7 +27,8 @@ impl StreamErrorInfo {
         )
     }
 
-    /// What an operator most likely has to change, for configuration errors.
+    /// What an operator most likely has to change (configuration errors), or why a
+    /// retried condition keeps coming back (`conflict`).
     pub fn hint(&self) -> Option<&'static str> {
         match self.condition.as_str() {
             "not-authorized" => Some(
@@ -39,6 +40,12 @@ impl StreamErrorInfo {
             "host-unknown" | "improper-addressing" => Some(
                 "the server does not know this component domain: check --domain and that the \
                  server has a Component entry (Prosody) or ejabberd_service hosts entry for it",
+            ),
+            "conflict" => Some(
+                "the server already has a connection for this domain: another instance of \
+                 this component, or a dead connection the server has not noticed yet (Prosody \
+                 keeps it until the TCP connection times out; retrying). On ejabberd, a domain \
+                 that is also one of the server's own hosts always conflicts",
             ),
             "invalid-namespace" => Some(
                 "the server did not accept a jabber:component:accept stream: check that --server \
@@ -115,7 +122,7 @@ impl Error {
         }
     }
 
-    /// A sentence that names the likely fix, for fatal errors.
+    /// A sentence that names the likely fix (fatal errors) or explains a retried one.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             Error::Stream(info) => info.hint(),
@@ -211,6 +218,8 @@ mod tests {
         ] {
             assert!(!info(condition).is_fatal(), "{condition} should be retried");
         }
+        let conflict = info("conflict").hint().unwrap_or("");
+        assert!(conflict.contains("another instance"), "{conflict}");
         let refused = Error::Connect {
             addr: "127.0.0.1:1".into(),
             source: std::io::ErrorKind::ConnectionRefused.into(),
