@@ -42,7 +42,7 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// Serialises `queued` into `unsent` unless it waited past the TTL; returns whether it
     /// was kept.
-    fn take(&mut self, queued: &Queued, now: Instant) -> bool {
+    fn serialize_if_fresh(&mut self, queued: &Queued, now: Instant) -> bool {
         if self
             .ttl
             .is_some_and(|ttl| now.saturating_duration_since(queued.at) > ttl)
@@ -244,7 +244,7 @@ pub(crate) async fn write_loop(
                     let (mut batch, mut expired) = (0, 0);
                     let mut next = Some(first);
                     while let Some(queued) = next {
-                        if outbox.take(&queued, now) {
+                        if outbox.serialize_if_fresh(&queued, now) {
                             batch += 1;
                         } else {
                             expired += 1;
@@ -276,7 +276,7 @@ async fn finish(
     if close.flush {
         let now = Instant::now();
         while let Ok(queued) = outbox.queue.try_recv() {
-            outbox.take(&queued, now);
+            outbox.serialize_if_fresh(&queued, now);
         }
     }
     let mut tail = std::mem::take(&mut outbox.unsent);
