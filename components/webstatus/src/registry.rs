@@ -337,20 +337,8 @@ fn insert(index: &mut Index, record: &UserRecord) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::record;
     use crate::view::Display;
-
-    fn record(jid: &str, consent: Consent) -> UserRecord {
-        UserRecord {
-            jid: jid.into(),
-            token: Token::generate(),
-            options: Options {
-                show_status_msg: true,
-                show_full_jid: false,
-            },
-            consent,
-            registered_at: 1,
-        }
-    }
 
     fn online<'a>(resource: &'a str, show: Show, priority: i8) -> Update<'a> {
         Update::Available {

@@ -186,16 +186,7 @@ mod tests {
     }
 
     fn record(jid: &str) -> UserRecord {
-        UserRecord {
-            jid: jid.into(),
-            token: Token::generate(),
-            options: Options {
-                show_status_msg: true,
-                show_full_jid: false,
-            },
-            consent: Consent::Granted,
-            registered_at: 42,
-        }
+        crate::testkit::record(jid, Consent::Granted)
     }
 
     #[test]

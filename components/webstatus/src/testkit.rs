@@ -18,6 +18,20 @@ pub(crate) const DOMAIN: &str = "webstatus.localhost";
 /// Where the status pages live in tests.
 pub(crate) const PUBLIC_URL: &str = "https://status.example";
 
+/// A registration for `jid` with a fresh token, status text shown, full JID hidden.
+pub(crate) fn record(jid: &str, consent: Consent) -> UserRecord {
+    UserRecord {
+        jid: jid.into(),
+        token: Token::generate(),
+        options: Options {
+            show_status_msg: true,
+            show_full_jid: false,
+        },
+        consent,
+        registered_at: 1,
+    }
+}
+
 /// An app whose store holds `users` (consent granted, `options` each) and that calls a
 /// probe unanswered after `probe_timeout`. Returns the users' tokens in order.
 pub(crate) fn app_with(
@@ -29,16 +43,12 @@ pub(crate) fn app_with(
     let tokens = users
         .iter()
         .map(|user| {
-            let token = Token::generate();
             let record = UserRecord {
-                jid: (*user).into(),
-                token,
                 options,
-                consent: Consent::Granted,
-                registered_at: 1,
+                ..record(user, Consent::Granted)
             };
             store.put(&record).expect("put");
-            token
+            record.token
         })
         .collect();
     let settings = Settings {
