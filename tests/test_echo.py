@@ -50,6 +50,27 @@ async def test_normal_message_keeps_subject_and_thread(server, echo):
         assert reply["id"] == "N1", reply
 
 
+async def test_payloads_keep_their_namespaces(server, echo):
+    """A forwarded jabber:client message inside the payload stays jabber:client on the way
+    back (only the stanza's own children are moved into the component namespace)."""
+    async with client(server, "alice") as alice:
+        alice.send_raw(
+            f"<message type='chat' to='{ECHO}' id='F1'><body>with payloads</body>"
+            "<forwarded xmlns='urn:xmpp:forward:0'>"
+            "<message xmlns='jabber:client' from='carol@localhost/x' to='alice@localhost'"
+            " type='chat'><body>inner body</body></message></forwarded>"
+            "<x xmlns='urn:example:payload' a='1'><y>z &amp; more</y></x></message>")
+        reply = await alice.wait_message(from_=ECHO)
+        assert (reply["id"], reply["body"]) == ("F1", "with payloads"), reply
+        inner = reply.xml.find("{urn:xmpp:forward:0}forwarded/{jabber:client}message")
+        assert inner is not None, f"forwarded message lost or re-namespaced: {reply}"
+        assert inner.get("from") == "carol@localhost/x", reply
+        assert inner.findtext("{jabber:client}body") == "inner body", reply
+        payload = reply.xml.find("{urn:example:payload}x")
+        assert payload is not None and payload.get("a") == "1", reply
+        assert payload.findtext("{urn:example:payload}y") == "z & more", reply
+
+
 NOT_ECHOED = {
     "error": (f"<message type='error' to='{ECHO}' id='no-error'><body>an error</body>"
               f"<error type='cancel'><service-unavailable xmlns='{STANZAS_NS}'/></error></message>"),
