@@ -71,6 +71,19 @@ async def test_payloads_keep_their_namespaces(server, echo):
         assert payload.findtext("{urn:example:payload}y") == "z & more", reply
 
 
+async def test_bodies_in_several_languages_all_come_back(server, echo):
+    async with client(server, "alice") as alice:
+        alice.send_raw(f"<message type='chat' to='{ECHO}' id='L1'><body>hello</body>"
+                       "<body xml:lang='de'>hallo</body><body xml:lang='fr'>salut</body></message>")
+        reply = await alice.wait_message(from_=ECHO)
+        assert reply["id"] == "L1", reply
+        texts = sorted(b.text for b in reply.xml.findall("{jabber:client}body"))
+        assert texts == ["hallo", "hello", "salut"], reply
+        lang = "{http://www.w3.org/XML/1998/namespace}lang"
+        by_lang = {b.get(lang): b.text for b in reply.xml.findall("{jabber:client}body")}
+        assert (by_lang.get("de"), by_lang.get("fr")) == ("hallo", "salut"), reply
+
+
 NOT_ECHOED = {
     "error": (f"<message type='error' to='{ECHO}' id='no-error'><body>an error</body>"
               f"<error type='cancel'><service-unavailable xmlns='{STANZAS_NS}'/></error></message>"),
