@@ -169,11 +169,10 @@ pub(crate) fn escaped(value: &str) -> String {
     let mut out = Vec::with_capacity(value.len());
     if escape(value, &mut out).is_err() {
         out.clear();
+        // Keep exactly the characters `escape` accepts: one rule, stated once.
         let clean: String = value
             .chars()
-            .filter(|&c| {
-                matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{fffe}' && c != '\u{ffff}')
-            })
+            .filter(|c| escape(c.encode_utf8(&mut [0; 4]), &mut Vec::new()).is_ok())
             .collect();
         let _ = escape(&clean, &mut out);
     }
