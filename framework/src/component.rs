@@ -17,9 +17,8 @@ use xmpp_parsers::iq::Iq;
 
 use crate::config::Config;
 use crate::connection::{self, Close, Outbox, StreamReader};
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, Limits};
 use crate::error::Error;
-use crate::flood::FloodGuard;
 use crate::handle::Handle;
 use crate::metrics::Counters;
 use crate::router::{Inbound, Router};
@@ -78,11 +77,11 @@ impl Component {
     async fn supervise(&self, shutdown: CancellationToken) -> Result<(), Error> {
         let config = &self.config;
         let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
-        let dispatcher = Dispatcher::with_flood_guard(
+        let dispatcher = Dispatcher::with_limits(
             Arc::clone(&self.router),
             self.handle.clone(),
             config.concurrency,
-            FloodGuard::new(config.rate_limit, config.rate_burst),
+            Limits::from_config(config),
         );
         loop {
             tracing::info!(server = %config.server, domain = %config.domain, "connecting");
@@ -179,11 +178,11 @@ impl Component {
                 flush: false,
                 stream_error: Some(("not-well-formed", text.clone())),
             },
-            Err(Error::StanzaTooLarge { limit }) => Close {
+            Err(Error::StanzaTooDeep { limit }) => Close {
                 flush: false,
                 stream_error: Some((
                     "policy-violation",
-                    format!("stanza larger than {limit} bytes"),
+                    format!("stanza nested deeper than {limit} levels"),
                 )),
             },
             Err(_) => Close {
@@ -227,7 +226,9 @@ impl Component {
                 match event? {
                     StreamEvent::Stanza(stanza) => self.route(stanza, dispatcher).await,
                     StreamEvent::Invalid(invalid) => {
-                        Counters::bump(&self.handle.counters().invalid);
+                        if !invalid.cause.is_over_limit() {
+                            Counters::bump(&self.handle.counters().invalid);
+                        }
                         dispatcher.submit(Inbound::Invalid(invalid)).await;
                     }
                     StreamEvent::Header(_) | StreamEvent::End => {}

@@ -12,10 +12,18 @@ use serde::Deserialize;
 use xmpp_parsers::jid::Jid;
 
 use crate::error::Error;
+use crate::flood::{FloodLimits, RateLimit};
 
 /// The component secret. Never printed: its `Debug` is redacted and it has no `Display`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
 
 impl Secret {
     /// Wraps a secret value.
@@ -47,6 +55,12 @@ pub enum LogFormat {
 }
 
 /// Command-line flags every component accepts.
+///
+/// The secret is a [`Secret`] from the first byte it is read, so `Debug` can never show it.
+/// It comes from flags (`--secret`, `--secret-file`), the environment
+/// (`XMPP_COMPONENT_SECRET`, `XMPP_COMPONENT_SECRET_FILE`) or the TOML file, in that order
+/// of precedence *as levels*: a `--secret-file` flag beats an `XMPP_COMPONENT_SECRET`
+/// variable. The environment is read into fields of its own so that order can hold.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ComponentArgs {
     /// TOML file with any of these options (keys are the long flag names).
@@ -59,20 +73,40 @@ pub struct ComponentArgs {
     #[arg(long, env = "XMPP_COMPONENT_DOMAIN")]
     pub domain: Option<String>,
     /// The shared secret (prefer --secret-file or XMPP_COMPONENT_SECRET: flags show up in `ps`).
-    #[arg(long, env = "XMPP_COMPONENT_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    #[arg(long, value_name = "SECRET")]
+    pub secret: Option<Secret>,
     /// A file whose first line is the shared secret.
-    #[arg(long, env = "XMPP_COMPONENT_SECRET_FILE", value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// `XMPP_COMPONENT_SECRET`: the secret from the environment (below any flag).
+    #[arg(
+        long = "secret-from-env",
+        env = "XMPP_COMPONENT_SECRET",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub secret_env: Option<Secret>,
+    /// `XMPP_COMPONENT_SECRET_FILE`: the secret file from the environment (below any flag).
+    #[arg(
+        long = "secret-file-from-env",
+        env = "XMPP_COMPONENT_SECRET_FILE",
+        hide = true
+    )]
+    pub secret_file_env: Option<PathBuf>,
     /// Log filter, e.g. `info` or `xmpp_component=debug,info`.
     #[arg(long, env = "XMPP_COMPONENT_LOG", value_name = "FILTER")]
     pub log: Option<String>,
     /// Log format.
     #[arg(long, env = "XMPP_COMPONENT_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
-    /// Largest inbound stanza in bytes [default: 524288].
+    /// Largest inbound stanza in bytes; larger ones are skipped and answered with
+    /// policy-violation [default: 524288].
     #[arg(long, value_name = "BYTES")]
     pub max_stanza_size: Option<usize>,
+    /// Levels of nesting allowed below a stanza; deeper ones are skipped and answered
+    /// with policy-violation [default: 64].
+    #[arg(long, value_name = "LEVELS")]
+    pub max_depth: Option<usize>,
     /// Outbound queue capacity in stanzas [default: 10000].
     #[arg(long, value_name = "STANZAS")]
     pub queue_size: Option<usize>,
@@ -92,22 +126,42 @@ pub struct ComponentArgs {
     /// JID to ping when idle [default: the parent domain of --domain].
     #[arg(long, value_name = "JID")]
     pub ping_to: Option<String>,
-    /// Stanzas per second one sender may send before the excess is refused; 0 turns
-    /// flood protection off [default: 100].
+    /// Stanzas per second one sender (full JID) may send before the excess is refused;
+    /// 0 turns all flood protection off [default: 100].
     #[arg(long, value_name = "PER_SEC")]
     pub rate_limit: Option<f64>,
     /// Burst a sender may send at once before the rate applies [default: 200].
     #[arg(long, value_name = "STANZAS")]
     pub rate_burst: Option<f64>,
+    /// Stanzas per second from all resources of one user (bare JID), burst twice
+    /// that; 0 turns this tier off [default: 200].
+    #[arg(long, value_name = "PER_SEC")]
+    pub rate_limit_user: Option<f64>,
+    /// Stanzas per second from all users of one sender domain, burst twice that; 0
+    /// turns this tier off [default: 1000].
+    #[arg(long, value_name = "PER_SEC")]
+    pub rate_limit_domain: Option<f64>,
+    /// Comma-separated domains the per-domain limit does not apply to [default: the
+    /// parent domain of --domain, i.e. the server's own users].
+    #[arg(long, value_name = "DOMAINS", value_delimiter = ',')]
+    pub rate_limit_exempt: Option<Vec<String>>,
+    /// The same presence this many times from one full JID within
+    /// --presence-storm-interval is a storm: its repeats are ignored for one interval;
+    /// 0 turns this off [default: 10].
+    #[arg(long, value_name = "N")]
+    pub presence_storm_count: Option<u32>,
+    /// Seconds of the presence-storm window and cool-down [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub presence_storm_interval: Option<f64>,
 }
 
 /// The same options as they may appear in the `--config` TOML file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-struct FileOptions {
+pub(crate) struct FileOptions {
     server: Option<String>,
     domain: Option<String>,
-    secret: Option<String>,
+    secret: Option<Secret>,
     secret_file: Option<PathBuf>,
     log: Option<String>,
     log_format: Option<LogFormat>,
@@ -120,6 +174,12 @@ struct FileOptions {
     ping_to: Option<String>,
     rate_limit: Option<f64>,
     rate_burst: Option<f64>,
+    rate_limit_user: Option<f64>,
+    rate_limit_domain: Option<f64>,
+    rate_limit_exempt: Option<Vec<String>>,
+    presence_storm_count: Option<u32>,
+    presence_storm_interval: Option<f64>,
+    max_depth: Option<usize>,
 }
 
 /// A validated configuration.
@@ -137,6 +197,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Largest inbound stanza in bytes.
     pub max_stanza_size: usize,
+    /// Levels of nesting allowed below a stanza.
+    pub max_depth: usize,
     /// Outbound queue capacity.
     pub queue_size: usize,
     /// How long a stanza may wait in the outbound queue; `None` is forever.
@@ -163,24 +225,43 @@ pub struct Config {
     pub backoff_reset_after: Duration,
     /// How long shutdown waits for running handlers.
     pub shutdown_grace: Duration,
-    /// Stanzas per second per sender before refusing (0 = no flood protection).
-    pub rate_limit: f64,
-    /// Burst allowance per sender.
-    pub rate_burst: f64,
+    /// Flood protection per sender, user and domain.
+    pub flood: FloodLimits,
+    /// Identical presences from one full JID that make a storm (0 = off).
+    pub presence_storm_count: u32,
+    /// The presence-storm window, and the cool-down after a storm.
+    pub presence_storm_interval: Duration,
 }
 
 impl Config {
     /// A configuration with every default, for code and tests that build one directly.
     pub fn new(server: impl Into<String>, domain: &str, secret: Secret) -> Result<Self, Error> {
         let domain = parse_domain(domain)?;
+        let home = parent_domain(&domain);
         Ok(Config {
             server: server.into(),
-            ping_to: parent_domain(&domain),
+            flood: FloodLimits {
+                sender: RateLimit {
+                    per_second: 100.0,
+                    burst: 200.0,
+                },
+                user: RateLimit {
+                    per_second: 200.0,
+                    burst: 400.0,
+                },
+                domain: RateLimit {
+                    per_second: 1000.0,
+                    burst: 2000.0,
+                },
+                exempt_domains: vec![home.to_string()],
+            },
+            ping_to: home,
             domain,
             secret,
             log: "info".into(),
             log_format: LogFormat::Text,
             max_stanza_size: 512 * 1024,
+            max_depth: crate::xmlstream::DEFAULT_MAX_DEPTH,
             queue_size: 10_000,
             queue_ttl: Some(Duration::from_secs(300)),
             concurrency: 256,
@@ -193,8 +274,8 @@ impl Config {
             backoff_max: Duration::from_secs(60),
             backoff_reset_after: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
-            rate_limit: 100.0,
-            rate_burst: 200.0,
+            presence_storm_count: 10,
+            presence_storm_interval: Duration::from_secs(60),
         })
     }
 }
@@ -214,22 +295,30 @@ impl ComponentArgs {
             .domain
             .or(file.domain)
             .ok_or_else(|| Error::Config("--domain is required".into()))?;
-        let secret = match (self.secret, self.secret_file, file.secret, file.secret_file) {
-            (Some(secret), _, _, _) => secret,
-            (None, Some(path), _, _) => read_secret_file(&path)?,
-            (None, None, Some(secret), _) => secret,
-            (None, None, None, Some(path)) => read_secret_file(&path)?,
-            (None, None, None, None) => {
-                return Err(Error::Config(
-                    "a secret is required: --secret-file FILE, XMPP_COMPONENT_SECRET or --secret"
-                        .into(),
-                ));
-            }
+        // Flags, then environment, then file; within a level the value beats the file.
+        let levels = [
+            (self.secret, self.secret_file),
+            (self.secret_env, self.secret_file_env),
+            (file.secret, file.secret_file),
+        ];
+        let Some((value, path)) = levels
+            .into_iter()
+            .find(|(value, path)| value.is_some() || path.is_some())
+        else {
+            return Err(Error::Config(
+                "a secret is required: --secret-file FILE, XMPP_COMPONENT_SECRET or --secret"
+                    .into(),
+            ));
         };
-        if secret.is_empty() {
+        let secret = match (value, path) {
+            (Some(secret), _) => secret,
+            (None, Some(path)) => read_secret_file(&path)?,
+            (None, None) => Secret::default(),
+        };
+        if secret.expose().is_empty() {
             return Err(Error::Config("the component secret is empty".into()));
         }
-        let mut config = Config::new(server, &domain, Secret::new(secret))?;
+        let mut config = Config::new(server, &domain, secret)?;
         if let Some(log) = self.log.or(file.log) {
             config.log = log;
         }
@@ -256,19 +345,39 @@ impl ComponentArgs {
         if let Some(secs) = self.ping_timeout.or(file.ping_timeout) {
             config.ping_timeout = seconds(secs, "ping-timeout")?;
         }
-        if let Some(rate) = self.rate_limit.or(file.rate_limit) {
-            if !(rate >= 0.0 && rate.is_finite()) {
-                return Err(Error::Config(
-                    "--rate-limit must be 0 or a positive number".into(),
-                ));
-            }
-            config.rate_limit = rate;
+        if let Some(n) = self.max_depth.or(file.max_depth) {
+            config.max_depth = positive(n, "max-depth")?;
+        }
+        let flood = &mut config.flood;
+        if let Some(rate) = self.rate_limit_user.or(file.rate_limit_user) {
+            flood.user = doubled(rate_per_second(rate, "rate-limit-user")?);
+        }
+        if let Some(rate) = self.rate_limit_domain.or(file.rate_limit_domain) {
+            flood.domain = doubled(rate_per_second(rate, "rate-limit-domain")?);
+        }
+        if let Some(domains) = self.rate_limit_exempt.or(file.rate_limit_exempt) {
+            flood.exempt_domains = domains.into_iter().filter(|d| !d.is_empty()).collect();
         }
         if let Some(burst) = self.rate_burst.or(file.rate_burst) {
             if !(burst >= 1.0 && burst.is_finite()) {
                 return Err(Error::Config("--rate-burst must be at least 1".into()));
             }
-            config.rate_burst = burst;
+            flood.sender.burst = burst;
+        }
+        if let Some(rate) = self.rate_limit.or(file.rate_limit) {
+            flood.sender.per_second = rate_per_second(rate, "rate-limit")?;
+            if rate == 0.0 {
+                *flood = FloodLimits::off();
+            }
+        }
+        if let Some(n) = self.presence_storm_count.or(file.presence_storm_count) {
+            config.presence_storm_count = n;
+        }
+        if let Some(secs) = self
+            .presence_storm_interval
+            .or(file.presence_storm_interval)
+        {
+            config.presence_storm_interval = seconds(secs, "presence-storm-interval")?;
         }
         if let Some(jid) = self.ping_to.or(file.ping_to) {
             config.ping_to = Jid::new(&jid)
@@ -284,10 +393,10 @@ fn read_file_options(path: &Path) -> Result<FileOptions, Error> {
     toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
-fn read_secret_file(path: &Path) -> Result<String, Error> {
+fn read_secret_file(path: &Path) -> Result<Secret, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("cannot read secret file {}: {e}", path.display())))?;
-    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+    Ok(Secret::new(text.lines().next().unwrap_or_default().trim()))
 }
 
 fn parse_domain(domain: &str) -> Result<Jid, Error> {
@@ -307,6 +416,24 @@ fn parent_domain(domain: &Jid) -> Jid {
     text.split_once('.')
         .and_then(|(_, parent)| Jid::new(parent).ok())
         .unwrap_or_else(|| domain.clone())
+}
+
+fn rate_per_second(rate: f64, what: &str) -> Result<f64, Error> {
+    if rate >= 0.0 && rate.is_finite() {
+        Ok(rate)
+    } else {
+        Err(Error::Config(format!(
+            "--{what} must be 0 or a positive number"
+        )))
+    }
+}
+
+/// A rate whose burst is twice the rate.
+fn doubled(per_second: f64) -> RateLimit {
+    RateLimit {
+        per_second,
+        burst: (per_second * 2.0).max(1.0),
+    }
 }
 
 fn positive(n: usize, what: &str) -> Result<usize, Error> {
@@ -331,7 +458,7 @@ mod tests {
         ComponentArgs {
             server: Some("127.0.0.1:5347".into()),
             domain: Some("echo.localhost".into()),
-            secret: Some("s3cret".into()),
+            secret: Some(Secret::new("s3cret")),
             ..ComponentArgs::default()
         }
     }
@@ -343,6 +470,28 @@ mod tests {
         assert_eq!(config.queue_size, 10_000);
         assert_eq!(config.queue_ttl, Some(Duration::from_secs(300)));
         assert_eq!(config.ping_to.to_string(), "localhost");
+        assert_eq!(config.max_depth, 64);
+        assert_eq!(config.flood.exempt_domains, ["localhost"]);
+        assert_eq!(config.flood.user.per_second, 200.0);
+        assert_eq!(config.flood.domain.burst, 2000.0);
+        assert_eq!(config.presence_storm_count, 10);
+    }
+
+    #[test]
+    fn rate_limit_zero_turns_every_tier_off() {
+        let off = ComponentArgs {
+            rate_limit: Some(0.0),
+            rate_limit_user: Some(5.0),
+            ..args()
+        };
+        assert_eq!(off.into_config().expect("valid").flood, FloodLimits::off());
+        let user_off = ComponentArgs {
+            rate_limit_user: Some(0.0),
+            ..args()
+        };
+        let flood = user_off.into_config().expect("valid").flood;
+        assert_eq!(flood.user.per_second, 0.0);
+        assert_eq!(flood.sender.per_second, 100.0);
     }
 
     #[test]
@@ -367,10 +516,82 @@ mod tests {
 
     #[test]
     fn secret_never_shows_in_debug() {
+        let everywhere = ComponentArgs {
+            secret_env: Some(Secret::new("s3cret")),
+            ..args()
+        };
+        let file = FileOptions {
+            secret: Some(Secret::new("s3cret")),
+            ..FileOptions::default()
+        };
         let config = args().into_config().expect("valid");
-        let shown = format!("{config:?} {:?}", args());
-        assert!(!format!("{config:?}").contains("s3cret"));
-        assert!(shown.contains("redacted"));
+        for shown in [
+            format!("{config:?}"),
+            format!("{config:#?}"),
+            format!("{everywhere:?}"),
+            format!("{everywhere:#?}"),
+            format!("{file:?}"),
+        ] {
+            assert!(!shown.contains("s3cret"), "secret leaked: {shown}");
+            assert!(shown.contains("redacted"), "{shown}");
+        }
+    }
+
+    /// Every pair of secret sources from different levels: the higher level wins,
+    /// whichever form (value or file) each takes.
+    #[test]
+    fn secret_precedence_is_flag_then_env_then_file_for_every_pair() {
+        let dir = std::env::temp_dir().join(format!("xc-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        for name in ["flag-file", "env-file", "toml-file"] {
+            write(name, &format!("{name}\n"));
+        }
+        let toml_value = write("value.toml", "secret = 'toml-value'\n");
+        let toml_file = write(
+            "file.toml",
+            &format!("secret-file = '{}'\n", dir.join("toml-file").display()),
+        );
+        // (source, level: 0 flag, 1 environment, 2 TOML file)
+        let sources = [
+            ("flag-value", 0),
+            ("flag-file", 0),
+            ("env-value", 1),
+            ("env-file", 1),
+            ("toml-value", 2),
+            ("toml-file", 2),
+        ];
+        let apply = |args: &mut ComponentArgs, source: &str| match source {
+            "flag-value" => args.secret = Some(Secret::new(source)),
+            "flag-file" => args.secret_file = Some(dir.join(source)),
+            "env-value" => args.secret_env = Some(Secret::new(source)),
+            "env-file" => args.secret_file_env = Some(dir.join(source)),
+            "toml-value" => args.config = Some(toml_value.clone()),
+            _ => args.config = Some(toml_file.clone()),
+        };
+        let mut pairs = 0;
+        for (a, a_level) in sources {
+            for (b, b_level) in sources {
+                if a_level >= b_level {
+                    continue;
+                }
+                let mut args = ComponentArgs {
+                    secret: None,
+                    ..args()
+                };
+                apply(&mut args, b);
+                apply(&mut args, a);
+                let config = args.into_config().expect("valid");
+                assert_eq!(config.secret.expose(), a, "{a} must beat {b}");
+                pairs += 1;
+            }
+        }
+        assert_eq!(pairs, 12);
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

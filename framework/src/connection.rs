@@ -63,10 +63,14 @@ pub(crate) struct StreamReader {
 }
 
 impl StreamReader {
-    fn new(socket: OwnedReadHalf, max_stanza_size: usize) -> Self {
+    fn new(socket: OwnedReadHalf, config: &Config) -> Self {
         StreamReader {
             socket,
-            parser: StreamParser::with_mode(max_stanza_size, ParseMode::Typed),
+            parser: StreamParser::with_limits(
+                config.max_stanza_size,
+                config.max_depth,
+                ParseMode::Typed,
+            ),
             buffer: Vec::with_capacity(BATCH_BYTES),
             ready: VecDeque::new(),
         }
@@ -94,7 +98,7 @@ impl StreamReader {
         self.parser
             .feed(&self.buffer, |event| ready.push_back(event))
             .map_err(|e| match e {
-                ParseError::TooLarge(limit) => Error::StanzaTooLarge { limit },
+                ParseError::TooDeep(limit) => Error::StanzaTooDeep { limit },
                 other => Error::Xml(other.to_string()),
             })
     }
@@ -174,7 +178,7 @@ async fn connect_inner(config: &Config) -> Result<(StreamReader, OwnedWriteHalf)
         })?;
     socket.set_nodelay(true)?;
     let (read, mut write) = socket.into_split();
-    let mut reader = StreamReader::new(read, config.max_stanza_size);
+    let mut reader = StreamReader::new(read, config);
     let domain = config.domain.to_string();
     write
         .write_all(handshake::stream_header(&domain).as_bytes())

@@ -2,8 +2,15 @@
 //!
 //! This is ejabberd's `one_queue`/`parallel` choice made per sender: a user who sends
 //! "register" then "status on" sees them handled in that order, while a slow handler for
-//! one user never holds up another. When the bound is reached the reader stops reading,
-//! which pushes back on the server instead of growing memory.
+//! one user never holds up another. Memory stays bounded on every path: when the bound of
+//! concurrent senders is reached the reader stops reading (back-pressure on the server);
+//! what a busy sender sends meanwhile waits in its queue, which is capped per sender and
+//! in total, and past either cap a stanza takes the flood path (an IQ request gets
+//! `resource-constraint`, the rest is dropped and counted).
+//!
+//! Before any of that, the guards run: flood protection (per sender, user and domain),
+//! presence storms, and the once-per-episode log of stanzas skipped for their size or
+//! depth.
 //!
 //! Most handlers finish without ever waiting (an echo, a state update), so each stanza is
 //! first polled inline on the reader task; only a handler that actually waits gets a task
@@ -19,23 +26,96 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
-use crate::flood::{FloodGuard, Verdict};
+use crate::config::Config;
+use crate::episodes::Episodes;
+use crate::flood::{FloodGuard, FloodLimits, SenderKeys, Verdict};
 use crate::handle::Handle;
 use crate::metrics::Counters;
+use crate::presence_storm::{StormGuard, StormVerdict};
 use crate::router::{BoxFuture, Inbound, Router, refuse_flood};
+use crate::xmlstream::Stanza;
+
+/// Stanzas one busy sender may have waiting behind its running handler.
+pub(crate) const SENDER_BACKLOG: usize = 256;
+/// Stanzas all busy senders together may have waiting.
+pub(crate) const TOTAL_BACKLOG: usize = 16_384;
+
+/// What the dispatcher enforces before handlers run.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// Flood protection tiers.
+    pub(crate) flood: FloodLimits,
+    /// Identical presences that make a storm (0 = off).
+    pub(crate) storm_count: u32,
+    /// Storm window and cool-down.
+    pub(crate) storm_interval: std::time::Duration,
+    /// Cap on one busy sender's queue.
+    pub(crate) sender_backlog: usize,
+    /// Cap on all queues together.
+    pub(crate) total_backlog: usize,
+}
+
+impl Limits {
+    /// The limits `config` asks for.
+    pub(crate) fn from_config(config: &Config) -> Self {
+        Limits {
+            flood: config.flood.clone(),
+            storm_count: config.presence_storm_count,
+            storm_interval: config.presence_storm_interval,
+            sender_backlog: SENDER_BACKLOG,
+            total_backlog: TOTAL_BACKLOG,
+        }
+    }
+
+    /// No flood or storm protection; the backlog caps stay.
+    #[cfg(test)]
+    pub(crate) fn off() -> Self {
+        Limits {
+            flood: FloodLimits::off(),
+            storm_count: 0,
+            storm_interval: std::time::Duration::from_secs(60),
+            sender_backlog: SENDER_BACKLOG,
+            total_backlog: TOTAL_BACKLOG,
+        }
+    }
+}
 
 /// Busy senders (by hash of their JID) and what they sent meanwhile. Two senders whose
 /// hashes collide are merely ordered together.
-type Queues = Arc<Mutex<HashMap<u64, VecDeque<Inbound>>>>;
+#[derive(Default)]
+struct Backlog {
+    queues: HashMap<u64, VecDeque<Inbound>>,
+    /// Stanzas in all queues.
+    waiting: usize,
+}
+
+/// What the guards decided for one stanza.
+enum Admission {
+    /// Hand it to the router.
+    Deliver,
+    /// The flood path: IQ requests get `resource-constraint`, the rest is dropped.
+    Refuse,
+    /// Drop it silently (already counted).
+    Ignore,
+}
+
+/// The per-sender state of the guards, under one lock.
+struct Guards {
+    flood: FloodGuard,
+    storms: StormGuard,
+    /// Senders already logged for over-cap stanzas or a full backlog.
+    episodes: Episodes,
+}
 
 /// Feeds inbound stanzas to the router with per-sender ordering.
 pub(crate) struct Dispatcher {
     router: Arc<Router>,
     handle: Handle,
-    busy: Queues,
+    busy: Arc<Mutex<Backlog>>,
     permits: Arc<Semaphore>,
     max_in_flight: u32,
-    flood: Mutex<FloodGuard>,
+    limits: Limits,
+    guards: Mutex<Guards>,
 }
 
 impl Dispatcher {
@@ -43,44 +123,76 @@ impl Dispatcher {
     /// flood protection.
     #[cfg(test)]
     pub(crate) fn new(router: Arc<Router>, handle: Handle, max_in_flight: usize) -> Self {
-        Self::with_flood_guard(router, handle, max_in_flight, FloodGuard::new(0.0, 1.0))
+        Self::with_limits(router, handle, max_in_flight, Limits::off())
     }
 
-    /// Like [`Dispatcher::new`], refusing what `flood` refuses.
-    pub(crate) fn with_flood_guard(
+    /// Like [`Dispatcher::new`], enforcing `limits`.
+    pub(crate) fn with_limits(
         router: Arc<Router>,
         handle: Handle,
         max_in_flight: usize,
-        flood: FloodGuard,
+        limits: Limits,
     ) -> Self {
         let max_in_flight = u32::try_from(max_in_flight.clamp(1, 1 << 20)).unwrap_or(1 << 20);
+        let guards = Guards {
+            flood: FloodGuard::new(&limits.flood),
+            storms: StormGuard::new(limits.storm_count, limits.storm_interval),
+            episodes: Episodes::default(),
+        };
         Dispatcher {
             router,
             handle,
-            busy: Arc::new(Mutex::new(HashMap::new())),
+            busy: Arc::new(Mutex::new(Backlog::default())),
             permits: Arc::new(Semaphore::new(max_in_flight as usize)),
             max_in_flight,
-            flood: Mutex::new(flood),
+            limits,
+            guards: Mutex::new(guards),
         }
     }
 
     /// Hands one stanza over; waits only when the concurrency bound is reached.
     pub(crate) async fn submit(&self, inbound: Inbound) {
-        let sender = inbound.sender_hash();
-        let verdict = lock(&self.flood).check(sender, std::time::Instant::now());
-        if let Verdict::Refuse { first } = verdict {
-            if first {
+        let keys = SenderKeys::of(inbound.sender(), &self.limits.flood);
+        let sender = keys.full;
+        match self.admit(&inbound, keys) {
+            Admission::Deliver => {}
+            Admission::Ignore => return,
+            Admission::Refuse => {
+                Counters::bump(&self.handle.counters().refused);
+                refuse_flood(&self.handle, inbound).await;
+                return;
+            }
+        }
+        let refused = {
+            let mut backlog = lock(&self.busy);
+            let Backlog { queues, waiting } = &mut *backlog;
+            match queues.get_mut(&sender) {
+                Some(queue)
+                    if queue.len() >= self.limits.sender_backlog
+                        || *waiting >= self.limits.total_backlog =>
+                {
+                    true
+                }
+                Some(queue) => {
+                    queue.push_back(inbound);
+                    *waiting += 1;
+                    return;
+                }
+                None => false,
+            }
+        };
+        if refused {
+            if lock(&self.guards)
+                .episodes
+                .first(sender, std::time::Instant::now())
+            {
                 tracing::warn!(
-                    sender = %inbound.sender_text(),
-                    "sender exceeds the rate limit; refusing its stanzas until it slows down"
+                    sender = %inbound.sender(),
+                    "sender's backlog is full behind a slow handler; refusing its stanzas"
                 );
             }
             Counters::bump(&self.handle.counters().refused);
             refuse_flood(&self.handle, inbound).await;
-            return;
-        }
-        if let Some(queue) = lock(&self.busy).get_mut(&sender) {
-            queue.push_back(inbound);
             return;
         }
         // Only this (reader) task inserts keys, so `sender` cannot become busy meanwhile.
@@ -95,7 +207,7 @@ impl Dispatcher {
         if finished_inline {
             return;
         }
-        lock(&self.busy).insert(sender, VecDeque::new());
+        lock(&self.busy).queues.insert(sender, VecDeque::new());
         let (router, handle, busy) = (
             Arc::clone(&self.router),
             self.handle.clone(),
@@ -106,10 +218,13 @@ impl Dispatcher {
             loop {
                 let next = {
                     let mut busy = lock(&busy);
-                    match busy.get_mut(&sender).and_then(VecDeque::pop_front) {
-                        Some(next) => next,
+                    match busy.queues.get_mut(&sender).and_then(VecDeque::pop_front) {
+                        Some(next) => {
+                            busy.waiting -= 1;
+                            next
+                        }
                         None => {
-                            busy.remove(&sender);
+                            busy.queues.remove(&sender);
                             break;
                         }
                     }
@@ -118,6 +233,52 @@ impl Dispatcher {
             }
             drop(permit);
         });
+    }
+
+    /// Runs the guards. A stanza skipped for its size or depth is counted and logged once
+    /// per episode here, then delivered (the router answers it).
+    fn admit(&self, inbound: &Inbound, keys: SenderKeys) -> Admission {
+        let now = std::time::Instant::now();
+        let counters = self.handle.counters();
+        let mut guards = lock(&self.guards);
+        if let Verdict::Refuse { tier, first } = guards.flood.check(keys, now) {
+            if first {
+                tracing::warn!(
+                    sender = %inbound.sender(),
+                    ?tier,
+                    "sender exceeds the rate limit; refusing its stanzas until it slows down"
+                );
+            }
+            return Admission::Refuse;
+        }
+        match inbound {
+            Inbound::Stanza(Stanza::Presence(presence)) => {
+                if let StormVerdict::Ignore { first } =
+                    guards.storms.check(keys.full, presence, now)
+                {
+                    if first {
+                        tracing::warn!(
+                            sender = %inbound.sender(),
+                            "presence storm: the same presence over and over; ignoring its repeats for a while"
+                        );
+                    }
+                    Counters::bump(&counters.storm_ignored);
+                    return Admission::Ignore;
+                }
+            }
+            Inbound::Invalid(invalid) if invalid.cause.is_over_limit() => {
+                Counters::bump(&counters.dropped);
+                if guards.episodes.first(keys.full, now) {
+                    tracing::warn!(
+                        sender = %inbound.sender(),
+                        reason = %invalid.reason,
+                        "skipping stanzas over the size or depth cap from this sender"
+                    );
+                }
+            }
+            _ => {}
+        }
+        Admission::Deliver
     }
 
     /// Waits until every handler has finished.
@@ -147,7 +308,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flood::FloodGuard;
+    use crate::flood::RateLimit;
     use std::time::Duration;
     use xmpp_parsers::jid::Jid;
     use xmpp_parsers::message::Message;
@@ -273,8 +434,17 @@ mod tests {
             64,
             Duration::from_secs(1),
         );
-        let dispatcher =
-            Dispatcher::with_flood_guard(Arc::new(router), handle, 4, FloodGuard::new(1.0, 3.0));
+        let limits = Limits {
+            flood: FloodLimits {
+                sender: RateLimit {
+                    per_second: 1.0,
+                    burst: 3.0,
+                },
+                ..FloodLimits::off()
+            },
+            ..Limits::off()
+        };
+        let dispatcher = Dispatcher::with_limits(Arc::new(router), handle, 4, limits);
         for n in 0..10 {
             dispatcher
                 .submit(message("flood@x/1", &n.to_string()))

@@ -86,10 +86,11 @@ pub enum Error {
     /// The bytes the server sent are not well-formed XML (or not a valid XMPP stream).
     #[error("malformed XML from the server: {0}")]
     Xml(String),
-    /// A stanza exceeded the configured size limit.
-    #[error("inbound stanza exceeds the {limit}-byte limit")]
-    StanzaTooLarge {
-        /// The limit in bytes.
+    /// A stanza nested so deep that even skipping it is not safe (over 131,072 levels;
+    /// stanzas merely over `--max-depth` or `--max-stanza-size` are skipped, not this).
+    #[error("inbound stanza nests more than {limit} levels deep")]
+    StanzaTooDeep {
+        /// The limit in levels.
         limit: usize,
     },
     /// The server's stream header carried no `id`, so no handshake can be computed.

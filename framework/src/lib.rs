@@ -35,12 +35,16 @@
 //! Modules, one job each:
 //! - [`config`]: flags, environment, TOML file → a validated [`Config`].
 //! - `handshake`: the XEP-0114 stream header and token.
-//! - `xmlstream`: incremental parsing (rxml + minidom) into stanzas, size cap, namespaces.
+//! - `namespaces`: XML namespace resolution over rxml's raw parser, linear in depth.
+//! - `xmlstream`: incremental parsing (rxml + minidom) into stanzas, size and depth caps
+//!   (over-cap stanzas are skipped, not fatal), namespaces.
 //! - `connection`: one TCP connection: dial, handshake, reader, writer task.
 //! - `serialize`: outbound stanzas to bytes (direct for messages, `xso` otherwise).
 //! - `component`: the supervisor: reconnects with backoff, keepalive pings, shutdown.
 //! - `dispatch`: per-sender ordering with bounded concurrency.
-//! - `flood`: per-sender token buckets (flood protection).
+//! - `flood`: token buckets per sender, user and domain (flood protection).
+//! - `presence_storm`: the same presence over and over is ignored for a while.
+//! - `episodes`: log a misbehaving sender once per episode, not once per stanza.
 //! - [`router`]: handler registration, IQ reply rules, built-in disco/ping/version.
 //! - `handle`: sending, the outbound queue, awaiting IQ replies.
 //! - `metrics`: counters readable with [`Handle::metrics`].
@@ -53,12 +57,15 @@ mod component;
 pub mod config;
 mod connection;
 mod dispatch;
+mod episodes;
 mod error;
 mod flood;
 mod handle;
 mod handshake;
 mod logging;
 mod metrics;
+mod namespaces;
+mod presence_storm;
 pub mod router;
 mod serialize;
 pub mod testing;
@@ -68,14 +75,15 @@ pub use app::{EXIT_CONFIG, exit_code, run, runtime, shutdown_signal};
 pub use component::Component;
 pub use config::{ComponentArgs, Config, LogFormat, Secret};
 pub use error::{Error, RequestError, SendError, StreamErrorInfo};
+pub use flood::{FloodLimits, RateLimit};
 pub use handle::Handle;
 pub use handshake::token as handshake_token;
 pub use logging::init as init_logging;
 pub use metrics::Metrics;
 pub use router::{IqRequest, IqResult, IqResultThen, Router, stanza_error};
 pub use xmlstream::{
-    InvalidStanza, ParseError, ParseMode, SharedMessage, SharedPayload, Stanza, StreamEvent,
-    StreamHeader, StreamParser,
+    DEFAULT_MAX_DEPTH, InvalidCause, InvalidStanza, ParseError, ParseMode, SharedMessage,
+    SharedPayload, Stanza, StreamEvent, StreamHeader, StreamParser,
 };
 
 /// Re-exported so components use exactly the versions the framework speaks.

@@ -11,6 +11,8 @@ pub(crate) struct Counters {
     pub(crate) refused: AtomicU64,
     pub(crate) expired: AtomicU64,
     pub(crate) connects: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) storm_ignored: AtomicU64,
 }
 
 impl Counters {
@@ -31,6 +33,8 @@ impl Counters {
             stanzas_refused: get(&self.refused),
             stanzas_expired: get(&self.expired),
             connections: get(&self.connects),
+            stanzas_over_limit: get(&self.dropped),
+            presences_storm_ignored: get(&self.storm_ignored),
             queued,
         }
     }
@@ -45,12 +49,16 @@ pub struct Metrics {
     pub stanzas_sent: u64,
     /// Well-formed but invalid stanzas (answered with `bad-request` when they were requests).
     pub stanzas_invalid: u64,
-    /// Stanzas refused by flood protection.
+    /// Stanzas refused by flood protection or a full per-sender backlog.
     pub stanzas_refused: u64,
     /// Outbound stanzas dropped because they waited past `--queue-ttl` (an outage).
     pub stanzas_expired: u64,
     /// Successful handshakes (1 + reconnects).
     pub connections: u64,
+    /// Stanzas skipped for breaking the size or depth cap (each answered where possible).
+    pub stanzas_over_limit: u64,
+    /// Presences ignored as repeats in a presence storm.
+    pub presences_storm_ignored: u64,
     /// Stanzas waiting in the outbound queue right now.
     pub queued: usize,
 }

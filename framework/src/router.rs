@@ -38,29 +38,13 @@ pub(crate) enum Inbound {
 }
 
 impl Inbound {
-    /// The sender as text, for logs.
-    pub(crate) fn sender_text(&self) -> String {
+    /// The sender as written (empty when absent), for per-sender state and logs.
+    pub(crate) fn sender(&self) -> &str {
         match self {
-            Inbound::Stanza(Stanza::Element(e)) => e.attr("from").unwrap_or_default().to_owned(),
-            Inbound::Stanza(stanza) => stanza.from_jid().map(|j| j.to_string()).unwrap_or_default(),
-            Inbound::Invalid(invalid) => invalid
-                .from
-                .as_ref()
-                .map(|j| j.to_string())
-                .unwrap_or_default(),
+            Inbound::Stanza(Stanza::Element(e)) => e.attr("from").unwrap_or_default(),
+            Inbound::Stanza(stanza) => stanza.from_jid().map(Jid::as_str).unwrap_or_default(),
+            Inbound::Invalid(invalid) => invalid.from.as_ref().map(Jid::as_str).unwrap_or_default(),
         }
-    }
-
-    /// A hash of the sender, for per-sender ordering.
-    pub(crate) fn sender_hash(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        match self {
-            Inbound::Stanza(Stanza::Element(e)) => e.attr("from").hash(&mut hasher),
-            Inbound::Stanza(stanza) => stanza.from_jid().hash(&mut hasher),
-            Inbound::Invalid(invalid) => invalid.from.hash(&mut hasher),
-        }
-        hasher.finish()
     }
 }
 
@@ -563,21 +547,33 @@ async fn reject_message(handle: &Handle, message: Message) {
     }
 }
 
-/// A malformed get/set still deserves its one reply; anything else is dropped.
+/// A malformed get/set still deserves its one reply (`bad-request`). A stanza over the
+/// size or depth cap gets `policy-violation`: as the IQ reply, or as an error message
+/// for a message (never for an error); presences and the rest are dropped.
 async fn dispatch_invalid(handle: &Handle, invalid: InvalidStanza) {
     let is_request =
         invalid.name == "iq" && matches!(invalid.type_.as_deref(), Some("get") | Some("set"));
-    match (is_request, invalid.id, invalid.from) {
-        (true, Some(id), Some(from)) => {
-            tracing::debug!(reason = %invalid.reason, "answering malformed IQ with bad-request");
-            let to = invalid.to.unwrap_or_else(|| handle.jid().clone());
-            let text = format!("malformed IQ: {}", invalid.reason);
-            let reply = reply_to(
-                from,
-                to,
-                id,
-                Err(stanza_error(DefinedCondition::BadRequest, Some(&text))),
-            );
+    let (condition, text) = if invalid.cause.is_over_limit() {
+        let text = format!("stanza refused: {}", invalid.reason);
+        (DefinedCondition::PolicyViolation, text)
+    } else {
+        let text = format!("malformed {}: {}", invalid.name, invalid.reason);
+        (DefinedCondition::BadRequest, text)
+    };
+    let error = stanza_error(condition, Some(&text));
+    let to = invalid.to.unwrap_or_else(|| handle.jid().clone());
+    match (invalid.name.as_str(), is_request, invalid.id, invalid.from) {
+        ("iq", true, Some(id), Some(from)) => {
+            tracing::debug!(reason = %invalid.reason, "answering an invalid IQ with an error");
+            send_reply(handle, reply_to(from, to, id, Err(error))).await;
+        }
+        ("message", _, id, Some(from))
+            if invalid.cause.is_over_limit() && invalid.type_.as_deref() != Some("error") =>
+        {
+            let mut reply = Message::error(from);
+            reply.id = id.map(xmpp_parsers::message::Id);
+            reply.from = Some(to);
+            reply.payloads.push(error.into());
             send_reply(handle, reply).await;
         }
         _ => {

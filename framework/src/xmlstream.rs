@@ -1,22 +1,32 @@
 //! Incremental parsing of an XMPP stream into a header and whole top-level stanzas.
 //!
-//! Bytes go in as they arrive from the socket; [`StreamEvent`]s come out. rxml (a real,
-//! namespace-aware XML 1.0 parser) produces events, and each top-level element is built
+//! Bytes go in as they arrive from the socket; [`StreamEvent`]s come out. rxml (a real
+//! XML 1.0 parser, with namespaces resolved by `namespaces` in constant time per element)
+//! produces events, and each top-level element is built
 //! straight from those events by its `xso` builder: messages, presences and IQs become
 //! `xmpp-parsers` types without an intermediate DOM, anything else a `minidom::Element`.
-//! This module tracks depth, enforces the size cap and normalises the stanza namespace so
-//! that `jabber:client` and unqualified stanzas look exactly like `jabber:component:accept`
-//! ones (`xmpp-parsers` is built with its `component` feature).
+//! This module tracks depth, enforces the size and depth caps and normalises the stanza
+//! namespace so that `jabber:client` and unqualified stanzas look exactly like
+//! `jabber:component:accept` ones (`xmpp-parsers` is built with its `component` feature).
+//!
+//! A stanza over a cap is the sender's problem, not the stream's: its builder is dropped
+//! and the rest of it is only counted (no element is built, nothing grows with its depth)
+//! until its end tag, and then it is reported as [`StreamEvent::Invalid`] with an
+//! [`InvalidCause`] saying which cap it broke. The builders never see more than
+//! [`DEFAULT_MAX_DEPTH`] levels, so no recursion on the path to a handler grows with what
+//! a sender chose.
 
 use minidom::Element;
 use rxml::error::EndOrError;
 use rxml::xml_lang::XmlLangStack;
-use rxml::{AttrMap, Event, Namespace, Parse, Parser};
+use rxml::{AttrMap, Event, Namespace};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::{Id, Message, MessageType};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xso::{FromEventsBuilder, FromXml, FromXmlText};
+
+use crate::namespaces::NsParser;
 
 /// Namespace of the stream element itself.
 pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
@@ -153,6 +163,32 @@ impl Stanza {
     }
 }
 
+/// Levels of nesting allowed below a stanza by default (`<message><a><b/></a></message>`
+/// has 2). Real payloads (forwarded carbons in MAM results, data forms) stay under 16.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+/// Nesting at which even a stanza being skipped becomes a stream problem: rxml keeps one
+/// small entry per open element to check end tags, and this bounds that memory.
+const SKIP_DEPTH_LIMIT: usize = 1 << 17;
+
+/// Why a stanza was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidCause {
+    /// Well-formed XML, but not a valid stanza (e.g. an IQ get with two payloads).
+    Malformed,
+    /// Nested deeper than the depth cap allows (levels below the stanza).
+    TooDeep(usize),
+    /// Larger than the size cap (bytes).
+    TooLarge(usize),
+}
+
+impl InvalidCause {
+    /// Whether the stanza broke a size or depth cap (rather than being malformed).
+    pub fn is_over_limit(self) -> bool {
+        !matches!(self, InvalidCause::Malformed)
+    }
+}
+
 /// What is known about a stanza that failed validation, enough to answer it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidStanza {
@@ -166,8 +202,10 @@ pub struct InvalidStanza {
     pub from: Option<Jid>,
     /// Its `to` attribute, if it is a valid JID.
     pub to: Option<Jid>,
-    /// Why it was rejected.
+    /// Why it was rejected, in words.
     pub reason: String,
+    /// Why it was rejected, for deciding the answer.
+    pub cause: InvalidCause,
 }
 
 /// One thing the stream produced.
@@ -204,9 +242,9 @@ pub enum ParseError {
     /// The root element is not `<stream:stream>`.
     #[error("the stream root is <{0}>, not <stream:stream>")]
     NotAStream(String),
-    /// A top-level element grew beyond the limit.
-    #[error("a top-level element exceeds {0} bytes")]
-    TooLarge(usize),
+    /// A stanza being skipped nested so deep that even counting its levels is too much.
+    #[error("a top-level element nests more than {0} levels deep")]
+    TooDeep(usize),
 }
 
 /// The builder of the top-level element in progress (one per connection, so size is moot).
@@ -224,11 +262,13 @@ enum Building {
     Element(<Element as FromXml>::Builder),
     /// A stanza that failed validation: consume its events, then report it.
     Rejected(InvalidStanza),
+    /// A stanza over a cap: its events are only counted, then it is reported.
+    Skipping(InvalidStanza),
 }
 
 /// Push parser for one XMPP stream. Create a new one per connection.
 pub struct StreamParser {
-    lexer: Parser,
+    lexer: NsParser,
     mode: ParseMode,
     building: Option<Building>,
     /// What we need to answer the stanza in progress if its builder rejects it.
@@ -247,6 +287,8 @@ pub struct StreamParser {
     /// Bytes consumed since the current top-level element began (or the last one ended).
     element_bytes: usize,
     max_element_bytes: usize,
+    /// Levels allowed below a stanza.
+    max_depth: usize,
     finished: bool,
 }
 
@@ -256,10 +298,24 @@ impl StreamParser {
         Self::with_mode(max_element_bytes, ParseMode::Typed)
     }
 
-    /// A parser with an explicit [`ParseMode`].
+    /// A parser with an explicit [`ParseMode`] and the default depth cap.
     pub fn with_mode(max_element_bytes: usize, mode: ParseMode) -> Self {
+        Self::with_limits(max_element_bytes, DEFAULT_MAX_DEPTH, mode)
+    }
+
+    /// A parser skipping stanzas over `max_element_bytes` or nested more than `max_depth`
+    /// levels below the stanza.
+    pub fn with_limits(max_element_bytes: usize, max_depth: usize, mode: ParseMode) -> Self {
+        // One token (an attribute value, a name) may be as long as a whole stanza is
+        // allowed to be, so a long attribute is a stanza to skip, not a lexer error
+        // that ends the stream; past four times the cap (at most 4 MiB: rxml reserves
+        // that much address space per parser) it is a stream problem.
+        let options = rxml::parser::Options {
+            max_token_length: max_element_bytes.saturating_mul(4).clamp(8192, 4 << 20),
+            ..Default::default()
+        };
         StreamParser {
-            lexer: Parser::new(),
+            lexer: NsParser::with_options(options),
             mode,
             building: None,
             header: None,
@@ -269,6 +325,7 @@ impl StreamParser {
             langs: XmlLangStack::new(),
             element_bytes: 0,
             max_element_bytes,
+            max_depth,
             finished: false,
         }
     }
@@ -285,8 +342,11 @@ impl StreamParser {
             let before = data.len();
             let result = self.lexer.parse(&mut data, false);
             self.element_bytes += before - data.len();
-            if self.depth >= 2 && self.element_bytes > self.max_element_bytes {
-                return Err(ParseError::TooLarge(self.max_element_bytes));
+            if self.depth >= 2
+                && self.element_bytes > self.max_element_bytes
+                && !matches!(self.building, Some(Building::Skipping(_)))
+            {
+                self.skip(InvalidCause::TooLarge(self.max_element_bytes));
             }
             match result {
                 Ok(Some(event)) => self.process(event, &mut emit)?,
@@ -332,9 +392,16 @@ impl StreamParser {
                 self.start(ns, name, attrs);
             }
             (depth, event) => {
+                if let Some(Building::Skipping(_)) = &self.building {
+                    return self.count_skipped(event, emit);
+                }
                 let event = match event {
                     Event::StartElement(m, (ns, name), attrs) => {
                         self.depth += 1;
+                        if self.depth - 2 > self.max_depth {
+                            self.skip(InvalidCause::TooDeep(self.max_depth));
+                            return Ok(());
+                        }
                         let ns = self.normalise_nested(ns);
                         Event::StartElement(m, (ns, name), attrs)
                     }
@@ -352,6 +419,52 @@ impl StreamParser {
                     emit(complete);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Drops the builder of the stanza in progress; the rest of it is only counted.
+    fn skip(&mut self, cause: InvalidCause) {
+        let reason = match cause {
+            InvalidCause::TooDeep(levels) => format!("nested deeper than {levels} levels"),
+            InvalidCause::TooLarge(bytes) => format!("larger than {bytes} bytes"),
+            InvalidCause::Malformed => "malformed".to_owned(),
+        };
+        let mut invalid = match self.building.take() {
+            Some(Building::Skipping(invalid) | Building::Rejected(invalid)) => invalid,
+            Some(Building::Message(_, Some(a))) => addressed("message", a, message_type),
+            Some(Building::Presence(_, Some(a))) => addressed("presence", a, presence_type),
+            _ => self.rejected(String::new()),
+        };
+        invalid.reason = reason;
+        invalid.cause = cause;
+        self.header = None;
+        self.building = Some(Building::Skipping(invalid));
+    }
+
+    /// Follows a skipped stanza's nesting until its end tag, then reports it.
+    fn count_skipped(
+        &mut self,
+        event: Event,
+        emit: &mut impl FnMut(StreamEvent),
+    ) -> Result<(), ParseError> {
+        match event {
+            Event::StartElement(..) => {
+                self.depth += 1;
+                if self.depth > SKIP_DEPTH_LIMIT {
+                    return Err(ParseError::TooDeep(SKIP_DEPTH_LIMIT));
+                }
+            }
+            Event::EndElement(_) => {
+                self.depth -= 1;
+                if self.depth == 1 {
+                    self.element_bytes = 0;
+                    if let Some(Building::Skipping(invalid)) = self.building.take() {
+                        emit(StreamEvent::Invalid(invalid));
+                    }
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -376,22 +489,25 @@ impl StreamParser {
         self.langs = XmlLangStack::new();
         self.langs.push_from_attrs(&attrs);
         let ctx = xso::Context::empty().with_language(self.langs.current());
-        let typed = self.mode == ParseMode::Typed && ns == COMPONENT;
-        let kind = match name.as_str() {
-            "message" if typed => "message",
-            "presence" if typed => "presence",
-            "iq" if typed => "iq",
+        let stanza = ns == COMPONENT && matches!(name.as_str(), "message" | "presence" | "iq");
+        let kind = match (self.mode, name.as_str()) {
+            (ParseMode::Typed, "message") if stanza => "message",
+            (ParseMode::Typed, "presence") if stanza => "presence",
+            (ParseMode::Typed, "iq") if stanza => "iq",
             _ => "",
         };
-        // Only IQ get/set must be answered even when invalid: keep what that needs.
-        if kind == "iq" {
+        // What answering an invalid or skipped stanza needs. Typed messages and presences
+        // with only the four addressing attributes keep them in their `Addressing`.
+        let addressed = matches!(kind, "message" | "presence") && Addressing::<()>::plain(&attrs);
+        if stanza && !addressed {
             self.header = Some(InvalidStanza {
-                name: kind.to_owned(),
+                name: name.to_string(),
                 type_: attr(&attrs, "type"),
                 id: attr(&attrs, "id"),
                 from: attr(&attrs, "from").and_then(|f| Jid::new(&f).ok()),
                 to: attr(&attrs, "to").and_then(|t| Jid::new(&t).ok()),
                 reason: String::new(),
+                cause: InvalidCause::Malformed,
             });
         } else if !kind.is_empty() {
             self.header = Some(InvalidStanza {
@@ -401,6 +517,7 @@ impl StreamParser {
                 from: None,
                 to: None,
                 reason: String::new(),
+                cause: InvalidCause::Malformed,
             });
         }
         let qname = (ns, name);
@@ -450,7 +567,7 @@ impl StreamParser {
             }),
             Building::Iq(b) => b.feed(event, &ctx).map(|o| o.map(Stanza::Iq)),
             Building::Element(b) => b.feed(event, &ctx).map(|o| o.map(Stanza::Element)),
-            Building::Rejected(_) => Ok(None),
+            Building::Rejected(_) | Building::Skipping(_) => Ok(None),
         };
         match result {
             Ok(Some(stanza)) => {
@@ -484,10 +601,51 @@ impl StreamParser {
             from: None,
             to: None,
             reason: String::new(),
+            cause: InvalidCause::Malformed,
         });
         invalid.reason = reason;
         invalid
     }
+}
+
+/// What a skipped message or presence carried in its addressing attributes.
+fn addressed<T>(
+    name: &str,
+    addressing: Addressing<T>,
+    type_text: fn(&T) -> Option<&'static str>,
+) -> InvalidStanza {
+    InvalidStanza {
+        name: name.to_owned(),
+        type_: type_text(&addressing.type_).map(str::to_owned),
+        id: addressing.id,
+        from: addressing.from,
+        to: addressing.to,
+        reason: String::new(),
+        cause: InvalidCause::Malformed,
+    }
+}
+
+fn message_type(type_: &MessageType) -> Option<&'static str> {
+    Some(match type_ {
+        MessageType::Chat => "chat",
+        MessageType::Error => "error",
+        MessageType::Groupchat => "groupchat",
+        MessageType::Headline => "headline",
+        MessageType::Normal => "normal",
+    })
+}
+
+fn presence_type(type_: &PresenceType) -> Option<&'static str> {
+    Some(match type_ {
+        PresenceType::None => return None,
+        PresenceType::Error => "error",
+        PresenceType::Probe => "probe",
+        PresenceType::Subscribe => "subscribe",
+        PresenceType::Subscribed => "subscribed",
+        PresenceType::Unavailable => "unavailable",
+        PresenceType::Unsubscribe => "unsubscribe",
+        PresenceType::Unsubscribed => "unsubscribed",
+    })
 }
 
 /// Why xso refused to start building an element, as text for [`InvalidStanza::reason`].
@@ -507,14 +665,20 @@ struct Addressing<T> {
     type_: T,
 }
 
+impl Addressing<()> {
+    /// Whether `attrs` holds nothing but `from`, `to`, `id` and `type`.
+    fn plain(attrs: &AttrMap) -> bool {
+        attrs.iter().all(|((ns, name), _)| {
+            ns.is_empty() && matches!(name.as_str(), "from" | "to" | "id" | "type")
+        })
+    }
+}
+
 impl<T: FromXmlText + Default> Addressing<T> {
     /// Takes the four attributes out of `attrs`. When `attrs` holds anything else
     /// (`xml:lang`, an unknown attribute) it is returned whole, for xso to judge.
     fn take(attrs: AttrMap) -> Result<(Option<Self>, AttrMap), String> {
-        let plain = attrs.iter().all(|((ns, name), _)| {
-            ns.is_empty() && matches!(name.as_str(), "from" | "to" | "id" | "type")
-        });
-        if !plain {
+        if !Addressing::<()>::plain(&attrs) {
             return Ok((None, attrs));
         }
         let mut taken = Addressing {
@@ -675,11 +839,139 @@ mod tests {
         assert!(inner.has_child("body", NS_CLIENT), "{inner:?}");
     }
 
+    /// The stanzas of `events` after the header, as (name, id) or ("invalid", cause).
+    fn summary(events: &[StreamEvent]) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Stanza(Stanza::Element(el)) => {
+                    Some(format!("{}:{}", el.name(), el.attr("id").unwrap_or("")))
+                }
+                StreamEvent::Stanza(Stanza::Message(m)) => {
+                    Some(format!("message:{}", m.id.as_ref().map_or("", |id| &id.0)))
+                }
+                StreamEvent::Invalid(i) => Some(format!(
+                    "{}:{}:{:?}:{:?}",
+                    i.name,
+                    i.id.as_deref().unwrap_or(""),
+                    i.cause,
+                    i.from.as_ref().map(|f| f.to_string())
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn nested(levels: usize) -> String {
+        format!("{}{}", "<a>".repeat(levels), "</a>".repeat(levels))
+    }
+
     #[test]
-    fn oversized_stanza_is_rejected() {
-        let big = format!("<message><body>{}</body></message>", "a".repeat(5000));
-        let (_, result) = parse_all(&[HEADER, &big], 1024);
-        assert_eq!(result, Err(ParseError::TooLarge(1024)));
+    fn oversized_stanza_is_skipped_and_the_stream_goes_on() {
+        let big = format!(
+            "<message from='a@b/c' id='big'><body>{}</body></message>",
+            "a".repeat(5000)
+        );
+        let (events, result) = parse_all(&[HEADER, &big, "<message id='next'/>"], 1024);
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            summary(&events),
+            ["message:big:TooLarge(1024):Some(\"a@b/c\")", "message:next"]
+        );
+    }
+
+    #[test]
+    fn over_deep_stanzas_are_skipped_whatever_their_kind() {
+        let deep = nested(65);
+        let ok = nested(63);
+        let stream = [
+            HEADER.to_owned(),
+            format!("<message id='m1' from='a@b/c'><x xmlns='urn:x'>{deep}</x></message>"),
+            format!(
+                "<iq type='get' id='q1' from='a@b/c' to='e.l'><q xmlns='urn:q'>{deep}</q></iq>"
+            ),
+            format!("<presence from='a@b/c' xml:lang='en'>{deep}</presence>"),
+            format!("<message id='fine'><x xmlns='urn:x'>{ok}</x></message>"),
+        ];
+        let chunks: Vec<&str> = stream.iter().map(String::as_str).collect();
+        for mode in [ParseMode::Typed, ParseMode::Elements] {
+            let mut parser = StreamParser::with_limits(1 << 20, 64, mode);
+            let mut events = Vec::new();
+            for chunk in &chunks {
+                parser
+                    .feed(chunk.as_bytes(), |e| events.push(e))
+                    .expect("no stream error");
+            }
+            let summary = summary(&events);
+            assert_eq!(summary.len(), 4, "{summary:?}");
+            assert!(
+                summary[0].starts_with("message:m1:TooDeep(64)"),
+                "{summary:?}"
+            );
+            assert!(summary[2].contains("TooDeep(64)"), "{summary:?}");
+            assert_eq!(summary[3], "message:fine", "{mode:?}");
+            if mode == ParseMode::Typed {
+                assert_eq!(summary[1], "iq:q1:TooDeep(64):Some(\"a@b/c\")");
+                assert_eq!(summary[2], "presence::TooDeep(64):Some(\"a@b/c\")");
+            }
+        }
+    }
+
+    /// The depth found to abort `xmpp-echo` with a stack overflow before the cap: it must
+    /// now be skipped, in time linear in its size (the builders never see the depth).
+    #[test]
+    fn thirty_thousand_levels_are_skipped_quickly() {
+        let deep = nested(30_000);
+        let xml = format!(
+            "<message from='a@b/c' id='d'><body>x</body>{deep}</message><message id='after'/>"
+        );
+        let started = std::time::Instant::now();
+        let mut parser = StreamParser::new(1 << 20);
+        let mut events = Vec::new();
+        parser
+            .feed(HEADER.as_bytes(), |e| events.push(e))
+            .expect("header");
+        for chunk in xml.as_bytes().chunks(4096) {
+            parser
+                .feed(chunk, |e| events.push(e))
+                .expect("no stream error");
+        }
+        let elapsed = started.elapsed();
+        let summary = summary(&events);
+        assert_eq!(
+            summary,
+            ["message:d:TooDeep(64):Some(\"a@b/c\")", "message:after"]
+        );
+        // Unoptimised test builds take a few ms; the quadratic builders took 13 s at 20,000.
+        assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
+    }
+
+    #[test]
+    fn nesting_past_the_skip_limit_is_a_stream_problem() {
+        let open = "<a>".repeat(SKIP_DEPTH_LIMIT + 1);
+        let (_, result) = parse_all(&[HEADER, "<message>", &open], 1 << 30);
+        assert_eq!(result, Err(ParseError::TooDeep(SKIP_DEPTH_LIMIT)));
+    }
+
+    #[test]
+    fn long_attribute_values_are_stanza_problems_not_lexer_errors() {
+        // rxml's default token limit (8 KiB) made this end the stream.
+        let long = "v".repeat(20_000);
+        let stanzas = format!(
+            "<message id='long' from='a@b/c'><x xmlns='urn:x' a='{long}'/></message>\
+             <message id='huge' from='a@b/c'><x xmlns='urn:x' a='{long}{long}'/></message>\
+             <message id='next'/>"
+        );
+        let (events, result) = parse_all(&[HEADER, &stanzas], 32 * 1024);
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            summary(&events),
+            [
+                "message:long",
+                "message:huge:TooLarge(32768):Some(\"a@b/c\")",
+                "message:next"
+            ]
+        );
     }
 
     #[test]

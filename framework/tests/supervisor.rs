@@ -1,5 +1,5 @@
 //! The component against the in-process `TestServer`: handshake, echo of stanzas, the
-//! outbound queue across a reconnect, oversized and malformed input, stream errors,
+//! outbound queue across a reconnect, over-cap and malformed input, stream errors,
 //! dead-link detection and graceful shutdown.
 
 use std::time::Duration;
@@ -167,27 +167,44 @@ async fn stanzas_older_than_the_queue_ttl_are_dropped_not_sent() {
     running.stop().await.expect("clean stop");
 }
 
+/// Stanzas over the size or depth cap are the sender's problem: each is skipped and
+/// answered (`policy-violation`), counted, and the link stays up. Before the cap, a 30,000
+/// deep payload overflowed the stack and an oversized one ended the connection.
 #[tokio::test]
-async fn oversized_stanza_ends_the_connection_and_it_comes_back() {
+async fn stanzas_over_the_caps_are_answered_and_the_link_stays_up() {
     let mut server = TestServer::bind(DOMAIN, SECRET).await.expect("bind");
     let mut config = config(&server);
-    config.max_stanza_size = 4096;
+    config.max_stanza_size = 64 * 1024;
     let running = start(Component::new(config, echo_router()));
     accept_and_sync(&mut server).await;
+    let deep = format!("{}{}", "<a>".repeat(30_000), "</a>".repeat(30_000));
+    let over_deep_iq = format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='deep' from='mallory@evil/x' \
+         to='{DOMAIN}'><q xmlns='urn:q'>{deep}</q></iq>"
+    );
+    server.send_xml(&over_deep_iq).await.expect("send");
+    let reply = server.recv().await.expect("iq error");
+    assert_eq!(reply.attr("type"), Some("error"));
+    assert_eq!(reply.attr("id"), Some("deep"));
+    assert_eq!(reply.attr("to"), Some("mallory@evil/x"));
+    let condition = |e: &xmpp_component::minidom::Element| {
+        e.get_child("error", "jabber:component:accept")
+            .and_then(|error| {
+                error.get_child("policy-violation", "urn:ietf:params:xml:ns:xmpp-stanzas")
+            })
+            .is_some()
+    };
+    assert!(condition(&reply), "{reply:?}");
     server
-        .send_xml(&message("big", &"x".repeat(10_000)))
+        .send_xml(&message("big", &"x".repeat(100_000)))
         .await
         .expect("send");
-    // The component says why (policy-violation) and then closes.
-    let error = server.recv().await.expect("stream error");
-    assert_eq!(error.name(), "error");
-    assert!(
-        error
-            .get_child("policy-violation", "urn:ietf:params:xml:ns:xmpp-streams")
-            .is_some(),
-        "got {error:?}"
-    );
-    server.accept().await.expect("reconnected");
+    let bounce = server.recv().await.expect("error message");
+    assert_eq!(bounce.name(), "message");
+    assert_eq!(bounce.attr("type"), Some("error"));
+    assert_eq!(bounce.attr("id"), Some("big"));
+    assert!(condition(&bounce), "{bounce:?}");
+    // The same connection goes on: the next message is echoed.
     server
         .send_xml(&message("small", "ok"))
         .await
@@ -196,6 +213,7 @@ async fn oversized_stanza_ends_the_connection_and_it_comes_back() {
         body(&server.recv().await.expect("echo")).as_deref(),
         Some("ok")
     );
+    assert_eq!(server.accepted(), 1, "no reconnect");
     running.stop().await.expect("clean stop");
 }
 
