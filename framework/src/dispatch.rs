@@ -468,4 +468,114 @@ mod tests {
             other => panic!("expected resource-constraint, got {other:?}"),
         }
     }
+
+    fn handle_with_queue(
+        capacity: usize,
+    ) -> (Handle, tokio::sync::mpsc::Receiver<crate::handle::Queued>) {
+        Handle::new(
+            Jid::new("echo.localhost").expect("jid"),
+            capacity,
+            Duration::from_secs(1),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_busy_senders_backlog_is_capped_and_the_excess_refused() {
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (gate, count) = (Arc::clone(&release), Arc::clone(&handled));
+        let router = Router::new().message(move |_, _| {
+            let (gate, count) = (Arc::clone(&gate), Arc::clone(&count));
+            async move {
+                // Every handler waits until the test opens the gate.
+                let _ = gate.acquire().await.map(|p| p.forget());
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let (handle, mut rx) = handle_with_queue(64);
+        let limits = Limits {
+            sender_backlog: 5,
+            total_backlog: 8,
+            ..Limits::off()
+        };
+        let dispatcher = Dispatcher::with_limits(Arc::new(router), handle.clone(), 16, limits);
+        // One running + 5 waiting; the other 4 are refused.
+        for n in 0..10 {
+            dispatcher.submit(message("slow@x/1", &n.to_string())).await;
+        }
+        assert_eq!(handle.metrics().stanzas_refused, 4);
+        // An IQ request past the cap still gets its one reply.
+        let iq = xmpp_parsers::iq::Iq::from_get("q", xmpp_parsers::ping::Ping)
+            .with_from(Jid::new("slow@x/1").expect("jid"))
+            .with_to(Jid::new("echo.localhost").expect("jid"));
+        dispatcher.submit(Inbound::Stanza(iq.into())).await;
+        match rx.try_recv().map(|queued| queued.stanza) {
+            Ok(Stanza::Iq(xmpp_parsers::iq::Iq::Error { error, .. })) => assert_eq!(
+                error.defined_condition,
+                xmpp_parsers::stanza_error::DefinedCondition::ResourceConstraint
+            ),
+            other => panic!("expected resource-constraint, got {other:?}"),
+        }
+        // The total cap (8) binds across senders: 1 running + 3 waiting for another one.
+        for n in 0..6 {
+            dispatcher
+                .submit(message("other@y/1", &n.to_string()))
+                .await;
+        }
+        assert_eq!(handle.metrics().stanzas_refused, 4 + 1 + 2);
+        release.add_permits(1000);
+        dispatcher.wait_idle().await;
+        assert_eq!(handled.load(std::sync::atomic::Ordering::SeqCst), 6 + 4);
+        assert_eq!(lock(&dispatcher.busy).waiting, 0);
+        assert!(lock(&dispatcher.busy).queues.is_empty());
+    }
+
+    #[tokio::test]
+    async fn presence_storms_are_ignored_and_over_cap_stanzas_counted() {
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&seen);
+        let router = Router::new().presence(move |_, _| {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {}
+        });
+        let (handle, mut rx) = handle_with_queue(64);
+        let limits = Limits {
+            storm_count: 10,
+            ..Limits::off()
+        };
+        let dispatcher = Dispatcher::with_limits(Arc::new(router), handle.clone(), 4, limits);
+        let presence = || {
+            let mut p = xmpp_parsers::presence::Presence::available();
+            p.from = Some(Jid::new("loop@x/1").expect("jid"));
+            Inbound::Stanza(p.into())
+        };
+        for _ in 0..15 {
+            dispatcher.submit(presence()).await;
+        }
+        dispatcher.wait_idle().await;
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 9);
+        assert_eq!(handle.metrics().presences_storm_ignored, 6);
+        let skipped = crate::xmlstream::InvalidStanza {
+            name: "iq".into(),
+            type_: Some("set".into()),
+            id: Some("d".into()),
+            from: Some(Jid::new("deep@x/1").expect("jid")),
+            to: None,
+            reason: "nested deeper than 64 levels".into(),
+            cause: crate::xmlstream::InvalidCause::TooDeep(64),
+        };
+        dispatcher.submit(Inbound::Invalid(skipped)).await;
+        dispatcher.wait_idle().await;
+        assert_eq!(handle.metrics().stanzas_over_limit, 1);
+        match rx.try_recv().map(|queued| queued.stanza) {
+            Ok(Stanza::Iq(xmpp_parsers::iq::Iq::Error { error, id, .. })) => {
+                assert_eq!(id, "d");
+                assert_eq!(
+                    error.defined_condition,
+                    xmpp_parsers::stanza_error::DefinedCondition::PolicyViolation
+                );
+            }
+            other => panic!("expected policy-violation, got {other:?}"),
+        }
+    }
 }

@@ -27,8 +27,29 @@ pub(crate) struct Queued {
     pub(crate) at: Instant,
 }
 
-/// Replies we are waiting for, keyed by (peer, id).
-type PendingMap = HashMap<(String, String), oneshot::Sender<Iq>>;
+/// Replies we are waiting for, keyed by (peer, id), each with the ticket of its request.
+type PendingMap = HashMap<(String, String), (u64, oneshot::Sender<Iq>)>;
+
+/// Removes a request's entry when its future ends in any way, dropped included (a caller
+/// that gives up must not leave its entry behind). The ticket makes sure a later request
+/// that reused the same (peer, id) keeps its own entry.
+struct PendingEntry<'a> {
+    handle: &'a Handle,
+    key: (String, String),
+    ticket: u64,
+}
+
+impl Drop for PendingEntry<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.handle.pending();
+        if pending
+            .get(&self.key)
+            .is_some_and(|(t, _)| *t == self.ticket)
+        {
+            pending.remove(&self.key);
+        }
+    }
+}
 
 /// A cheap, cloneable sender for one component.
 #[derive(Clone)]
@@ -151,18 +172,18 @@ impl Handle {
             .ok_or(RequestError::MissingTo)?;
         let key = (peer, iq.id().to_owned());
         let (tx, rx) = oneshot::channel();
-        self.pending().insert(key.clone(), tx);
-        if let Err(e) = self.send(iq).await {
-            self.pending().remove(&key);
-            return Err(e.into());
-        }
+        let ticket = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.pending().insert(key.clone(), (ticket, tx));
+        let _entry = PendingEntry {
+            handle: self,
+            key,
+            ticket,
+        };
+        self.send(iq).await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(RequestError::Disconnected),
-            Err(_) => {
-                self.pending().remove(&key);
-                Err(RequestError::Timeout(timeout))
-            }
+            Err(_) => Err(RequestError::Timeout(timeout)),
         }
     }
 
@@ -171,7 +192,7 @@ impl Handle {
         let peer = iq.from().map(|j| j.to_string()).unwrap_or_default();
         let key = (peer, iq.id().to_owned());
         match self.pending().remove(&key) {
-            Some(waiter) => {
+            Some((_, waiter)) => {
                 // The requester may have timed out in between; then the reply is simply dropped.
                 let _ = waiter.send(iq);
                 None
@@ -357,5 +378,27 @@ mod tests {
         tokio::task::yield_now().await;
         handle.fail_pending();
         assert_eq!(task.await.expect("task"), Err(RequestError::Disconnected));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_request_leaves_no_pending_entry() {
+        let (handle, mut rx) = handle(4);
+        let requester = handle.clone();
+        let task = tokio::spawn(async move {
+            let iq = Iq::from_get("q4", xmpp_parsers::ping::Ping).with_to(jid("localhost"));
+            requester.request(iq).await
+        });
+        // Once the request is on the queue, its entry exists...
+        rx.recv().await.expect("request sent");
+        assert_eq!(handle.pending().len(), 1);
+        // ... and a caller that gives up (its future dropped) takes it away.
+        task.abort();
+        assert!(task.await.is_err_and(|e| e.is_cancelled()));
+        assert_eq!(handle.pending().len(), 0);
+        let late = Iq::empty_result(jid("echo.localhost"), "q4").with_from(jid("localhost"));
+        assert!(
+            handle.resolve(late).is_some(),
+            "nobody waits for it any more"
+        );
     }
 }
