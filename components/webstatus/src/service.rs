@@ -330,9 +330,10 @@ async fn on_message(app: App, handle: Handle, message: Message) -> Result<(), Se
         }),
         Command::Register => app.register(&jid, |o| o).await.map(|registered| {
             let url = settings.url(&registered.record.token);
-            if registered.record.consent != Consent::Granted {
-                after.push(presence(PresenceType::Subscribe, &domain, &user).into());
-            }
+            // As after the form: ask for their presence even if we think we have it. If we
+            // do, their server answers `subscribed` by itself; if not (e.g. an unsolicited
+            // `subscribed` that ejabberd passed on without a subscription), they are asked.
+            after.push(presence(PresenceType::Subscribe, &domain, &user).into());
             if registered.created {
                 commands::your_url(&url, true)
             } else {
