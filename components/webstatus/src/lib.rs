@@ -39,6 +39,8 @@ pub mod token;
 pub mod view;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod testkit;
 
 pub use app::{App, AppError, Footprint, Settings};

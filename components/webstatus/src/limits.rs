@@ -111,7 +111,8 @@ impl Admission {
         }
     }
 
-    /// Whether a new user of `domain` may register at `now`, with `users` registered.
+    /// Whether a new user of `domain` (as the JID parser normalised it: lower case) may
+    /// register at `now`, with `users` registered.
     pub fn check(&mut self, domain: &str, users: usize, now: Instant) -> Result<(), Refusal> {
         if !self.domain_allowed(domain) {
             return Err(Refusal::DomainNotAllowed(domain.to_owned()));

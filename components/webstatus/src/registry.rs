@@ -309,6 +309,13 @@ impl Registry {
         }
     }
 
+    /// How many resources of `jid` are tracked (bounded by [`crate::presence::MAX_RESOURCES`]).
+    #[cfg(test)]
+    pub(crate) fn resources(&self, jid: &str) -> usize {
+        self.entry(jid)
+            .map_or(0, |entry| entry.lock().presence.resources().len())
+    }
+
     /// Every registered bare JID (for probing).
     pub fn jids(&self) -> Vec<Arc<str>> {
         self.read().by_jid.keys().cloned().collect()
