@@ -139,6 +139,25 @@ async def expect_all(ws: Webstatus, token: str, key: str, status=None, jid=None,
     return took
 
 
+async def command(c, text: str) -> str:
+    """Sends a chat command to the component; returns its answer's body."""
+    c.send_message(DOMAIN, text)
+    return (await c.wait_message(from_=DOMAIN))["body"]
+
+
+async def expect_not_shared(ws: Webstatus, token: str):
+    """Every format says "Not shared" (JSON: offline), with no status and no address."""
+    f = await all_formats(ws, token)
+    assert all(r.status == 200 for r in f.values()), summary(f)
+    html = f["html"].body
+    assert (html_part(html, "ws-show"), html_part(html, "ws-status"), html_part(html, "ws-jid")) == \
+        ("Not shared", None, None), html
+    assert (f["json"].json()["show"], f["json"].json()["status"], f["json"].json()["jid"]) == \
+        ("offline", None, None), summary(f)
+    assert f["txt"].body == "Not shared\n", summary(f)
+    assert svg_texts(f["svg"].body) == ["xmpp", "Not shared"], f["svg"].body
+
+
 def comparable(reply) -> tuple:
     """Status, body and headers of a reply, without the Date header."""
     return reply.status, reply.body, sorted((k, v) for k, v in reply.headers.items() if k != "date")
@@ -250,9 +269,11 @@ async def test_two_resources_aggregate_by_priority(server, webstatus):
         laptop.xmpp.send_presence(pshow="away", pstatus="laptop", ppriority=5)
         await expect_all(webstatus, token, "away", "laptop", timeout=5.0)
         async with client(server, user, resource="phone", send_presence=False) as phone:
-            # Lower priority loses even with a better show.
+            # Lower priority loses even with a better show. The component handles one
+            # sender's stanzas in order: once it answers the phone's "url", it has seen the
+            # phone's presence.
             phone.xmpp.send_presence(pshow="chat", pstatus="phone", ppriority=1)
-            await asyncio.sleep(0.3)
+            assert webstatus.url(token) in await command(phone, "url")
             await expect_all(webstatus, token, "away", "laptop")
             # Equal priority: show order decides (chat > away).
             phone.xmpp.send_presence(pshow="chat", pstatus="phone", ppriority=5)
@@ -277,19 +298,15 @@ async def test_options_hidden_by_default_and_chat_commands(server, webstatus):
         html = (await webstatus.get(webstatus.url(token))).body
         assert "secret plans" not in html and bare not in html
 
-        async def command(text: str) -> str:
-            c.send_message(DOMAIN, text)
-            return (await c.wait_message(from_=DOMAIN))["body"]
-
-        assert "new url" in await command("help")
-        assert webstatus.url(token) in await command("url")
-        assert "shown" in await command("status on")
+        assert "new url" in await command(c, "help")
+        assert webstatus.url(token) in await command(c, "url")
+        assert "shown" in await command(c, "status on")
         await expect_all(webstatus, token, "away", "secret plans")
-        assert "shown" in await command("JID  on")
+        assert "shown" in await command(c, "JID  on")
         await expect_all(webstatus, token, "away", "secret plans", bare)
-        assert "hidden" in await command("status off")
+        assert "hidden" in await command(c, "status off")
         await expect_all(webstatus, token, "away", None, bare)
-        assert "Unknown command" in await command("make me a sandwich")
+        assert "Unknown command" in await command(c, "make me a sandwich")
         fields = form_fields(form_of(await register_form(c)))
         assert (fields["show_status_msg"]["values"], fields["show_full_jid"]["values"]) == (["0"], ["1"])
 
@@ -380,12 +397,119 @@ async def test_revoked_consent_hides_status_until_approved_again(server, webstat
         j = await webstatus.json(token)
         assert (j["show"], j["status"]) == ("offline", None), j
         c.xmpp.send_presence(pshow="away", pstatus="still here")   # no longer reaches it
-        await asyncio.sleep(0.5)
-        assert (await webstatus.json(token))["status"] is None
+        # Sentinel: the answer to a later stanza from the same client proves the presence
+        # would have been handled by now.
+        assert webstatus.url(token) in await command(c, "url")
+        await expect_not_shared(webstatus, token)
         # Subscribing again: the component asks again, slixmpp approves, status is back.
         c.send_presence(DOMAIN, "subscribe")
         await c.wait_presence(from_=DOMAIN, ptype="subscribe")
         await expect_all(webstatus, token, "away", "still here", timeout=5.0)
+
+
+async def test_directed_presence_after_a_revocation_stays_hidden(server, webstatus):
+    """Issue 9: a revocation stands until the user grants again; a presence sent straight
+    to the component is not an approval."""
+    async with registered(server, webstatus, show_status_msg="1") as (c, token):
+        c.xmpp.send_presence(pshow="away", pstatus="here")
+        await expect_all(webstatus, token, "away", "here")
+        c.send_presence(DOMAIN, "unsubscribed")
+        await wait_until(lambda: webstatus.get(webstatus.url(token, ".txt")),
+                         lambda r: r.body == "Not shared\n", LIVE, "not shared")
+        c.xmpp.send_presence(pto=DOMAIN, pshow="chat", pstatus="look at me")
+        assert webstatus.url(token) in await command(c, "url")      # sentinel: handled by now
+        await expect_not_shared(webstatus, token)
+        # Granting again: `subscribed` (where nothing is pending, the user's server keeps it
+        # as a pre-approval), then asking to register again: the component asks for the
+        # presence, the request is approved, and the status is back.
+        c.send_presence(DOMAIN, "subscribed")
+        assert "already registered" in await command(c, "register")
+        # The server then sends the last presence: Prosody the broadcast one, ejabberd the
+        # one last sent to the component.
+        shown, _ = await wait_until(lambda: webstatus.json(token),
+                                    lambda j: (j["show"], j["status"]) in {("away", "here"), ("chat", "look at me")},
+                                    5.0, "status shown again")
+        await expect_all(webstatus, token, shown["show"], shown["status"])
+
+
+# -- registration limits (issue 9) -----------------------------------------------------------------
+def limited(server, webstatus_bin, components, tmp_path, *args: str) -> Webstatus:
+    return Webstatus(components, webstatus_bin, server, tmp_path, extra_args=list(args)).start()
+
+
+async def refused_by_every_way_in(server, ws: Webstatus, condition: str, error_type: str, words: str):
+    """A fresh user tries the form, adding the component as a contact and chat "register":
+    each is refused with `condition` / `error_type` and a text containing `words`; nothing
+    is stored for them."""
+    async with client(server, fresh_user(server, "refused")) as c:
+        reply = await submit_form(c)
+        assert reply["type"] == "error", reply
+        assert error_condition(reply) == condition, reply
+        err = reply.xml.find("{jabber:client}error")
+        assert err.get("type") == error_type, reply
+        assert words in (err.findtext("{urn:ietf:params:xml:ns:xmpp-stanzas}text") or ""), reply
+
+        c.send_presence(DOMAIN, "subscribe")
+        refusal = await c.wait_presence(from_=DOMAIN, ptype="error")
+        assert error_condition(refusal) == condition, refusal
+        await c.wait_presence(from_=DOMAIN, ptype="unsubscribed")
+        # Declined, so the request does not stay pending on the user's roster.
+        await wait_until(lambda: asyncio.sleep(0, c.xmpp.client_roster[DOMAIN]),
+                         lambda item: item["subscription"] == "none" and not item["pending_out"],
+                         5.0, "the subscription request declined")
+
+        assert words in await command(c, "register")
+        assert "not registered" in await command(c, "url")
+        form = await register_form(c)
+        if condition == "not-allowed":
+            assert error_condition(form) == "not-allowed", form
+        else:
+            assert query_of(form).find(f"{{{REGISTER_NS}}}registered") is None, form
+
+
+async def test_registrations_beyond_max_users_are_refused(server, webstatus_bin, components, tmp_path):
+    ws = limited(server, webstatus_bin, components, tmp_path, "--max-users", "2")
+    async with registered(server, ws, prefix="first") as (first, token):
+        async with client(server, fresh_user(server, "second")) as second:
+            assert "You are registered" in await command(second, "register")
+        await refused_by_every_way_in(server, ws, "resource-constraint", "wait", "maximum number of users")
+        # Registered users are never refused: options, chat register, subscribing again.
+        assert (await submit_form(first, show_status_msg="1"))["type"] == "result"
+        assert "already registered" in await command(first, "register")
+        first.send_presence(DOMAIN, "subscribe")
+        await first.wait_presence(from_=DOMAIN, ptype="subscribed")
+        first.xmpp.send_presence(pshow="dnd", pstatus="still here")
+        await expect_all(ws, token, "dnd", "still here")
+        # Leaving frees a place.
+        assert "unregistered" in await command(first, "unregister")
+    async with client(server, fresh_user(server, "third")) as third:
+        assert "You are registered" in await command(third, "register")
+
+
+async def test_new_registrations_per_domain_are_rate_limited(server, webstatus_bin, components, tmp_path):
+    ws = limited(server, webstatus_bin, components, tmp_path, "--registrations-per-domain", "1")
+    async with registered(server, ws) as (first, _):
+        await refused_by_every_way_in(server, ws, "resource-constraint", "wait",
+                                      f"Too many new registrations from {server.domain}")
+        assert (await submit_form(first, show_full_jid="1"))["type"] == "result"
+        first.send_message(DOMAIN, "unregister")
+        assert "unregistered" in (await first.wait_message(from_=DOMAIN))["body"]
+
+
+async def test_domains_not_allowed_cannot_register(server, webstatus_bin, components, tmp_path):
+    ws = limited(server, webstatus_bin, components, tmp_path, "--allow-domains", "example.net,example.org")
+    await refused_by_every_way_in(server, ws, "not-allowed", "cancel", f"users of {server.domain}")
+
+
+def test_bad_limits_are_configuration_errors(server, webstatus_bin, components, tmp_path):
+    for n, args in enumerate((["--allow-domains", ","], ["--allow-domains", "a@b"], ["--max-users", "many"],
+                              ["--registrations-per-domain=-1"])):
+        proc = components.start(webstatus_bin, server, domain=DOMAIN, log_filter="warn", name=f"bad-limits-{n}",
+                                extra_args=args + ["--data", str(tmp_path / "d"),
+                                                   "--http", f"127.0.0.1:{free_port()}"])
+        assert proc.wait_exit(10) == 2, (args, proc.logs_for_humans())
+        flag = args[0].split("=")[0]
+        assert flag in proc.stderr() and "unexpected argument" not in proc.stderr(), proc.stderr()
 
 
 # -- restart ---------------------------------------------------------------------------------------------

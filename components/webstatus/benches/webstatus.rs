@@ -68,6 +68,7 @@ fn settings() -> Settings {
         public_url: "https://status.example.org".into(),
         probe_rate: 1_000_000,
         probe_timeout: Duration::from_secs(3600),
+        limits: Default::default(),
     }
 }
 

@@ -3,12 +3,14 @@
 //!
 //! Durable writes are serialised by one async lock (registrations are rare; this keeps
 //! "read current record, change it, write it" free of lost updates) and run on the
-//! blocking pool so a slow disk never stalls stanza handling.
+//! blocking pool so a slow disk never stalls stanza handling. New registrations pass the
+//! [`Admission`] limits under the same lock, so the user count cannot overshoot.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::limits::{Admission, Limits, Refusal, domain_of};
 use crate::registry::{Registry, now};
 use crate::store::{Consent, Options, Store, StoreError, UserRecord};
 use crate::token::Token;
@@ -29,6 +31,8 @@ pub struct Settings {
     pub probe_rate: u32,
     /// Silence after a probe that means "offline".
     pub probe_timeout: Duration,
+    /// Limits on new registrations.
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -47,6 +51,9 @@ pub enum AppError {
     /// The blocking write task died.
     #[error("storage task failed: {0}")]
     Task(String),
+    /// A new registration is refused by the limits (nothing was written).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 /// The outcome of a registration request.
@@ -56,6 +63,17 @@ pub struct Registered {
     pub record: UserRecord,
     /// True if the user was not registered before.
     pub created: bool,
+}
+
+/// How much per-sender state the gateway holds (all of it bounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Registered users (at most `max_users`, plus any loaded beyond it).
+    pub users: usize,
+    /// Tokens reserved for users who fetched the form without registering.
+    pub pending_tokens: usize,
+    /// Domains whose registration allowance is being tracked.
+    pub tracked_domains: usize,
 }
 
 /// Shared state of one running gateway: store, live table and settings.
@@ -70,6 +88,8 @@ struct Inner {
     settings: Settings,
     writes: tokio::sync::Mutex<()>,
     pending_tokens: Mutex<HashMap<String, (Token, Instant)>>,
+    /// Only touched while `writes` is held (and by form fetches, which only read it).
+    admission: Mutex<Admission>,
 }
 
 impl App {
@@ -77,6 +97,7 @@ impl App {
     pub fn new(store: Arc<dyn Store>, settings: Settings) -> Result<App, StoreError> {
         let registry = Arc::new(Registry::new());
         registry.load(store.load_all()?);
+        let admission = Mutex::new(Admission::new(settings.limits.clone()));
         Ok(App {
             inner: Arc::new(Inner {
                 store,
@@ -84,6 +105,7 @@ impl App {
                 settings,
                 writes: tokio::sync::Mutex::new(()),
                 pending_tokens: Mutex::new(HashMap::new()),
+                admission,
             }),
         })
     }
@@ -98,17 +120,39 @@ impl App {
         &self.inner.settings
     }
 
+    /// How much per-sender state is held.
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            users: self.registry().len(),
+            pending_tokens: self.pending().len(),
+            tracked_domains: self.admission().tracked_domains(),
+        }
+    }
+
+    fn admission(&self) -> MutexGuard<'_, Admission> {
+        // Plain map updates; a panic cannot leave it inconsistent.
+        self.inner
+            .admission
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The token a registration form shows `jid`: theirs if registered, otherwise one
-    /// reserved for them so the URL in the form is the one they will get.
-    pub fn form_token(&self, jid: &str) -> (Token, Option<UserRecord>) {
+    /// reserved for them so the URL in the form is the one they will get. Users of a
+    /// domain that may not register are told so at once (and nothing is reserved).
+    pub fn form_token(&self, jid: &str) -> Result<(Token, Option<UserRecord>), Refusal> {
         if let Some(record) = self.registry().record(jid) {
-            return (record.token, Some(record));
+            return Ok((record.token, Some(record)));
+        }
+        let domain = domain_of(jid);
+        if !self.admission().domain_allowed(domain) {
+            return Err(Refusal::DomainNotAllowed(domain.to_owned()));
         }
         let mut pending = self.pending();
         let now = Instant::now();
         if let Some((token, at)) = pending.get_mut(jid) {
             *at = now;
-            return (*token, None);
+            return Ok((*token, None));
         }
         if pending.len() >= PENDING_TOKEN_CAP {
             pending.retain(|_, (_, at)| now.duration_since(*at) < PENDING_TOKEN_TTL);
@@ -123,10 +167,10 @@ impl App {
         }
         let token = Token::generate();
         pending.insert(jid.to_owned(), (token, now));
-        (token, None)
+        Ok((token, None))
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Token, Instant)>> {
+    fn pending(&self) -> MutexGuard<'_, HashMap<String, (Token, Instant)>> {
         // Plain map operations; a panic cannot leave it inconsistent.
         self.inner
             .pending_tokens
@@ -148,22 +192,35 @@ impl App {
     }
 
     /// Registers `jid` (options from `options(current)`), or updates a registered user's
-    /// options. Durable when it returns.
+    /// options. Durable when it returns. A new user must pass the [`Limits`] (else
+    /// [`AppError::Refused`], nothing written); a registered user never meets them, and
+    /// one who had revoked consent asks for it again (consent becomes pending, so their
+    /// next presence counts as approval).
     pub async fn register(
         &self,
         jid: &str,
         options: impl FnOnce(Options) -> Options,
     ) -> Result<Registered, AppError> {
         let _write = self.inner.writes.lock().await;
-        if let Some(mut record) = self.registry().record(jid) {
+        if let Some(current) = self.registry().record(jid) {
+            let mut record = current.clone();
             record.options = options(record.options);
-            self.put(record.clone()).await?;
-            self.registry().set_options(jid, record.options);
+            if record.consent == Consent::Revoked {
+                record.consent = Consent::Pending;
+            }
+            if record != current {
+                self.put(record.clone()).await?;
+                self.registry().set_options(jid, record.options);
+                self.registry().set_consent(jid, record.consent);
+            }
             return Ok(Registered {
                 record,
                 created: false,
             });
         }
+        let domain = domain_of(jid);
+        let users = self.registry().len();
+        self.admission().check(domain, users, Instant::now())?;
         let record = UserRecord {
             jid: jid.to_owned(),
             token: self.take_pending(jid).unwrap_or_else(Token::generate),
@@ -173,7 +230,16 @@ impl App {
         };
         self.put(record.clone()).await?;
         self.registry().insert(&record);
+        self.admission().admitted(domain, Instant::now());
         tracing::info!(user = %jid, "registered");
+        let max_users = self.settings().limits.max_users;
+        if users + 1 == max_users {
+            tracing::warn!(
+                max_users,
+                "the service is full: new registrations are refused until someone leaves \
+                 (--max-users)"
+            );
+        }
         Ok(Registered {
             record,
             created: true,
@@ -224,22 +290,38 @@ impl App {
         Ok(stored || live)
     }
 
-    /// Records a consent change seen on the wire and persists it if it changed.
-    pub async fn set_consent(&self, jid: &str, consent: Consent) -> Result<(), AppError> {
-        if self.registry().set_consent(jid, consent).is_some() {
-            tracing::info!(user = %jid, ?consent, "consent changed");
-            self.persist_current(jid).await?;
-        }
-        Ok(())
+    /// Records a consent change seen on the wire (`subscribed`, `unsubscribed`): on disk
+    /// first, then in the live table, so a failed write changes nothing. True if it changed.
+    pub async fn set_consent(&self, jid: &str, consent: Consent) -> Result<bool, AppError> {
+        self.change_consent(jid, |_| Some(consent)).await
     }
 
-    /// Writes the live table's current record for `jid` (after an in-memory change).
-    pub async fn persist_current(&self, jid: &str) -> Result<(), AppError> {
+    /// Presence from a user whose consent is pending proves they approved: grants it (on
+    /// disk first). A revocation is left alone, even one that overtook the presence.
+    pub async fn grant_if_pending(&self, jid: &str) -> Result<bool, AppError> {
+        self.change_consent(jid, |current| {
+            (current == Consent::Pending).then_some(Consent::Granted)
+        })
+        .await
+    }
+
+    async fn change_consent(
+        &self,
+        jid: &str,
+        change: impl FnOnce(Consent) -> Option<Consent>,
+    ) -> Result<bool, AppError> {
         let _write = self.inner.writes.lock().await;
-        match self.registry().record(jid) {
-            Some(record) => self.put(record).await,
-            None => Ok(()),
-        }
+        let Some(mut record) = self.registry().record(jid) else {
+            return Ok(false);
+        };
+        let Some(consent) = change(record.consent).filter(|c| *c != record.consent) else {
+            return Ok(false);
+        };
+        record.consent = consent;
+        self.put(record).await?;
+        self.registry().set_consent(jid, consent);
+        tracing::info!(user = %jid, ?consent, "consent changed");
+        Ok(true)
     }
 }
 
@@ -249,25 +331,19 @@ mod tests {
     use crate::store::MemoryStore;
 
     fn app(store: Arc<MemoryStore>) -> App {
-        App::new(
-            store,
-            Settings {
-                domain: "webstatus.localhost".into(),
-                public_url: "http://127.0.0.1:8080".into(),
-                probe_rate: 50,
-                probe_timeout: Duration::from_secs(5),
-            },
-        )
-        .expect("app")
+        App::new(store, crate::testkit::settings()).expect("app")
     }
 
     #[tokio::test]
     async fn registration_is_stored_before_it_is_visible() {
         let store = Arc::new(MemoryStore::default());
         let app = app(Arc::clone(&store));
-        let (form_token, record) = app.form_token("alice@localhost");
+        let (form_token, record) = app.form_token("alice@localhost").expect("allowed");
         assert!(record.is_none());
-        assert_eq!(app.form_token("alice@localhost").0, form_token);
+        assert_eq!(
+            app.form_token("alice@localhost").expect("allowed").0,
+            form_token
+        );
 
         let registered = app
             .register("alice@localhost", |o| Options {
@@ -332,6 +408,47 @@ mod tests {
                 .expect("rotate")
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn a_consent_change_that_cannot_be_stored_changes_nothing() {
+        let store = Arc::new(crate::testkit::FlakyStore::default());
+        let app = App::new(
+            Arc::clone(&store) as Arc<dyn Store>,
+            crate::testkit::settings(),
+        )
+        .expect("app");
+        let token = app
+            .register("dave@localhost", |o| o)
+            .await
+            .expect("register")
+            .record
+            .token;
+        let consent = || app.registry().record("dave@localhost").map(|r| r.consent);
+        store.fail(true);
+        assert!(
+            app.set_consent("dave@localhost", Consent::Granted)
+                .await
+                .is_err()
+        );
+        assert_eq!(consent(), Some(Consent::Pending), "granted in memory only");
+        assert_eq!(
+            app.registry().view(&token).map(|v| v.display),
+            Some(crate::view::Display::NotShared)
+        );
+
+        store.fail(false);
+        app.set_consent("dave@localhost", Consent::Granted)
+            .await
+            .expect("granted");
+        store.fail(true);
+        assert!(
+            app.set_consent("dave@localhost", Consent::Revoked)
+                .await
+                .is_err()
+        );
+        assert_eq!(consent(), Some(Consent::Granted), "revoked in memory only");
+        assert_eq!(store.load_all().expect("load")[0].consent, Consent::Granted);
     }
 
     #[tokio::test]

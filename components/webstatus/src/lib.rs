@@ -11,6 +11,7 @@
 //! - [`view`]: what a page may show: options and consent applied (pure).
 //! - [`store`]: durable registrations behind the [`Store`] trait (sled).
 //! - [`registry`]: the live in-memory table by JID and token, with change notification.
+//! - [`limits`]: admission of new registrations (allowed domains, user cap, per-domain rate).
 //! - [`app`]: the registration operations, store first, then the live table.
 //! - [`register`]: XEP-0077 / XEP-0004 form building and parsing (pure).
 //! - [`commands`]: chat command parsing and texts (pure).
@@ -26,6 +27,7 @@
 pub mod app;
 pub mod commands;
 pub mod http;
+pub mod limits;
 pub mod presence;
 pub mod prober;
 pub mod register;
@@ -37,10 +39,13 @@ pub mod token;
 pub mod view;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod testkit;
 
-pub use app::{App, AppError, Settings};
+pub use app::{App, AppError, Footprint, Settings};
 pub use http::HttpState;
+pub use limits::{Limits, Refusal};
 pub use registry::Registry;
 pub use store::{MemoryStore, SledStore, Store, StoreError, UserRecord};
 pub use token::Token;

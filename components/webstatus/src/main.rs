@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use xmpp_component::{
     Component, ComponentArgs, EXIT_CONFIG, exit_code, init_logging, shutdown_signal,
 };
-use xmpp_webstatus::{App, HttpState, Settings, SledStore, http, service};
+use xmpp_webstatus::limits::{DEFAULT_MAX_USERS, DEFAULT_REGISTRATIONS_PER_DOMAIN};
+use xmpp_webstatus::{App, HttpState, Limits, Settings, SledStore, http, service};
 
 // Handlers allocate on the reader thread and HTTP workers free elsewhere; mimalloc keeps
 // that cross-thread traffic cheap.
@@ -52,6 +53,35 @@ struct Cli {
     /// Page cache of the database, in MiB [default: 16].
     #[arg(long, value_name = "MIB")]
     db_cache_mb: Option<u64>,
+    /// Most registered users; newcomers beyond it are refused, registered users never
+    /// (0: no new registrations) [default: 100000].
+    #[arg(long, value_name = "N")]
+    max_users: Option<usize>,
+    /// New registrations per sender domain per hour (a bucket of N that refills over the
+    /// hour); 0 turns the limit off [default: 100].
+    #[arg(long, value_name = "N")]
+    registrations_per_domain: Option<u32>,
+    /// Only users of these domains may register, comma-separated, e.g.
+    /// example.org,example.net [default: every domain].
+    #[arg(long, value_name = "DOMAINS", value_delimiter = ',')]
+    allow_domains: Option<Vec<String>>,
+}
+
+/// `allow-domains` in the TOML file: a list, or one comma-separated string like the flag.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DomainList {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl DomainList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            DomainList::List(list) => list,
+            DomainList::Text(text) => text.split(',').map(str::to_owned).collect(),
+        }
+    }
 }
 
 /// The same options in the `--config` TOML file (unknown keys belong to the framework).
@@ -66,6 +96,9 @@ struct FileOptions {
     reprobe_interval: Option<f64>,
     max_live_pages: Option<usize>,
     db_cache_mb: Option<u64>,
+    max_users: Option<usize>,
+    registrations_per_domain: Option<u32>,
+    allow_domains: Option<DomainList>,
 }
 
 /// Validated gateway options.
@@ -78,6 +111,7 @@ struct Options {
     reprobe_interval: Option<Duration>,
     max_live_pages: usize,
     db_cache_bytes: u64,
+    limits: Limits,
 }
 
 impl Cli {
@@ -125,6 +159,25 @@ impl Cli {
             .max_live_pages
             .or(file.max_live_pages)
             .unwrap_or(10_000);
+        let allow_domains = match self
+            .allow_domains
+            .clone()
+            .or(file.allow_domains.map(DomainList::into_vec))
+        {
+            Some(list) => Some(domain_set(list)?),
+            None => None,
+        };
+        let limits = Limits {
+            max_users: self
+                .max_users
+                .or(file.max_users)
+                .unwrap_or(DEFAULT_MAX_USERS),
+            registrations_per_domain: self
+                .registrations_per_domain
+                .or(file.registrations_per_domain)
+                .unwrap_or(DEFAULT_REGISTRATIONS_PER_DOMAIN),
+            allow_domains,
+        };
         Ok(Options {
             http,
             public_url,
@@ -138,8 +191,27 @@ impl Cli {
             reprobe_interval,
             max_live_pages,
             db_cache_bytes: self.db_cache_mb.or(file.db_cache_mb).unwrap_or(16) << 20,
+            limits,
         })
     }
+}
+
+/// `--allow-domains`: lower-case domain names, none empty, at least one.
+fn domain_set(list: Vec<String>) -> Result<std::collections::HashSet<String>, String> {
+    let mut set = std::collections::HashSet::new();
+    for entry in list {
+        let domain = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+        if domain.is_empty() || domain.contains(['@', '/', ' ', '*']) {
+            return Err(format!(
+                "--allow-domains: {entry:?} is not a domain name (expected e.g. example.org,example.net)"
+            ));
+        }
+        set.insert(domain);
+    }
+    if set.is_empty() {
+        return Err("--allow-domains needs at least one domain".into());
+    }
+    Ok(set)
 }
 
 fn read_file(path: &Path) -> Result<FileOptions, String> {
@@ -196,6 +268,7 @@ async fn serve(config: xmpp_component::Config, options: Options) -> ExitCode {
         public_url: options.public_url.clone(),
         probe_rate: options.probe_rate,
         probe_timeout: options.probe_timeout,
+        limits: options.limits.clone(),
     };
     let app = match App::new(Arc::new(store), settings) {
         Ok(app) => app,
@@ -204,7 +277,14 @@ async fn serve(config: xmpp_component::Config, options: Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(users = app.registry().len(), data = %options.data.display(), "registrations loaded");
+    tracing::info!(
+        users = app.registry().len(),
+        max_users = options.limits.max_users,
+        registrations_per_domain = options.limits.registrations_per_domain,
+        allow_domains = ?options.limits.allow_domains,
+        data = %options.data.display(),
+        "registrations loaded"
+    );
     let listener = match tokio::net::TcpListener::bind(options.http).await {
         Ok(listener) => listener,
         Err(error) => {

@@ -228,15 +228,18 @@ impl Registry {
         )
     }
 
-    /// Applies a presence from a registered user. Returns the record to persist when the
-    /// stanza proves consent we had not recorded (their available presence reached us).
-    /// Presence from unregistered JIDs is ignored (`None`, nothing stored).
-    pub fn apply(&self, jid: &str, update: Update<'_>) -> Option<UserRecord> {
+    /// Applies a presence from a registered user who granted consent, and returns the
+    /// user's consent. Presence from a user who has not granted it (pending or revoked) is
+    /// not kept, and the consent is never changed here: only [`crate::app::App`] changes
+    /// it, on disk first. Presence from unregistered JIDs is ignored (`None`).
+    pub fn apply(&self, jid: &str, update: Update<'_>) -> Option<Consent> {
         let index = self.read();
         let entry = index.by_jid.get(jid)?;
         let mut state = entry.lock();
+        if state.consent != Consent::Granted {
+            return Some(state.consent);
+        }
         self.updates.fetch_add(1, Ordering::Relaxed);
-        let mut persist = None;
         match update {
             Update::Available {
                 resource,
@@ -245,10 +248,6 @@ impl Registry {
                 priority,
                 since,
             } => {
-                if state.consent != Consent::Granted {
-                    state.consent = Consent::Granted;
-                    persist = Some(state.record(&entry.jid));
-                }
                 state.presence.available(ResourceState {
                     resource: resource.into(),
                     show,
@@ -261,22 +260,25 @@ impl Registry {
             Update::Unavailable { resource } => state.presence.unavailable(resource, now()),
         }
         state.changed();
-        persist
+        Some(Consent::Granted)
     }
 
-    /// Records the user's consent; returns the updated record if it changed.
-    pub fn set_consent(&self, jid: &str, consent: Consent) -> Option<UserRecord> {
-        let entry = self.entry(jid)?;
+    /// Records the user's consent (after it was stored); true if it changed. Revoking it
+    /// forgets their presence.
+    pub fn set_consent(&self, jid: &str, consent: Consent) -> bool {
+        let Some(entry) = self.entry(jid) else {
+            return false;
+        };
         let mut state = entry.lock();
         if state.consent == consent {
-            return None;
+            return false;
         }
         state.consent = consent;
         if consent == Consent::Revoked {
             state.presence = UserPresence::offline(Some(now()));
         }
         state.changed();
-        Some(state.record(&entry.jid))
+        true
     }
 
     /// After a (re)connect: everyone's presence becomes unknown until re-learned.
@@ -305,6 +307,13 @@ impl Registry {
                 state.changed();
             }
         }
+    }
+
+    /// How many resources of `jid` are tracked (bounded by [`crate::presence::MAX_RESOURCES`]).
+    #[cfg(test)]
+    pub(crate) fn resources(&self, jid: &str) -> usize {
+        self.entry(jid)
+            .map_or(0, |entry| entry.lock().presence.resources().len())
     }
 
     /// Every registered bare JID (for probing).
@@ -361,7 +370,7 @@ mod tests {
         );
         assert_eq!(
             registry.apply("alice@localhost", online("a", Show::Dnd, 0)),
-            None
+            Some(Consent::Granted)
         );
         let view = registry.view(&alice.token).expect("view");
         assert_eq!(
@@ -393,21 +402,32 @@ mod tests {
     }
 
     #[test]
-    fn presence_proves_consent_once() {
+    fn presence_without_consent_is_not_kept_and_changes_no_consent() {
         let registry = Registry::new();
         let bob = record("bob@localhost", Consent::Pending);
-        registry.load(vec![bob.clone()]);
-        assert_eq!(
-            registry.view(&bob.token).map(|v| v.display),
-            Some(Display::NotShared)
-        );
-        let persist = registry
-            .apply("bob@localhost", online("r", Show::Available, 0))
-            .expect("consent to persist");
-        assert_eq!(persist.consent, Consent::Granted);
+        let carol = record("carol@localhost", Consent::Revoked);
+        registry.load(vec![bob.clone(), carol.clone()]);
+        for (user, consent) in [(&bob, Consent::Pending), (&carol, Consent::Revoked)] {
+            assert_eq!(
+                registry.apply(&user.jid, online("r", Show::Available, 0)),
+                Some(consent)
+            );
+            assert_eq!(registry.record(&user.jid).map(|r| r.consent), Some(consent));
+            assert_eq!(
+                registry.view(&user.token).map(|v| v.display),
+                Some(Display::NotShared)
+            );
+        }
+        assert_eq!(registry.updates_applied(), 0);
+        // Once granted (by the app, after storing it), presence shows.
+        assert!(registry.set_consent("bob@localhost", Consent::Granted));
         assert_eq!(
             registry.apply("bob@localhost", online("r", Show::Away, 0)),
-            None
+            Some(Consent::Granted)
+        );
+        assert_eq!(
+            registry.view(&bob.token).map(|v| v.display),
+            Some(Display::Away)
         );
     }
 
@@ -417,15 +437,18 @@ mod tests {
         let alice = record("alice@localhost", Consent::Granted);
         registry.load(vec![alice.clone()]);
         registry.apply("alice@localhost", online("a", Show::Chat, 0));
-        let changed = registry
-            .set_consent("alice@localhost", Consent::Revoked)
-            .expect("changed");
-        assert_eq!(changed.consent, Consent::Revoked);
-        assert!(
-            registry
-                .set_consent("alice@localhost", Consent::Revoked)
-                .is_none()
+        assert!(registry.set_consent("alice@localhost", Consent::Revoked));
+        assert!(!registry.set_consent("alice@localhost", Consent::Revoked));
+        assert_eq!(
+            registry.record("alice@localhost").map(|r| r.consent),
+            Some(Consent::Revoked)
         );
+        assert_eq!(
+            registry.view(&alice.token).map(|v| v.display),
+            Some(Display::NotShared)
+        );
+        // A later presence (e.g. directed at the component) does not bring it back.
+        registry.apply("alice@localhost", online("a", Show::Chat, 0));
         assert_eq!(
             registry.view(&alice.token).map(|v| v.display),
             Some(Display::NotShared)

@@ -18,6 +18,7 @@ use xmpp_component::{
 
 use crate::app::{App, AppError};
 use crate::commands::{self, Command};
+use crate::limits::Refusal;
 use crate::presence::Show;
 use crate::register::{self, NS_REGISTER, Submission};
 use crate::registry::{Update, now};
@@ -68,14 +69,31 @@ fn chat(from: &Jid, to: &Jid, kind: MessageType, text: String) -> Message {
     message
 }
 
-fn internal(error: AppError) -> xmpp_component::xmpp_parsers::stanza_error::StanzaError {
-    tracing::error!(%error, "registration storage failed");
-    stanza_error(DefinedCondition::InternalServerError, None)
+/// The stanza error for a refused new registration: `not-allowed` (cancel) for a domain
+/// that may not register, `resource-constraint` (wait) for the limits; with its text.
+fn refused(refusal: &Refusal) -> StanzaError {
+    tracing::debug!(%refusal, "registration refused");
+    let condition = if refusal.is_permanent() {
+        DefinedCondition::NotAllowed
+    } else {
+        DefinedCondition::ResourceConstraint
+    };
+    stanza_error(condition, Some(&refusal.to_string()))
+}
+
+fn app_error(error: AppError) -> StanzaError {
+    match error {
+        AppError::Refused(refusal) => refused(&refusal),
+        error => {
+            tracing::error!(%error, "registration storage failed");
+            stanza_error(DefinedCondition::InternalServerError, None)
+        }
+    }
 }
 
 async fn register_get(app: App, request: IqRequest) -> IqResult {
     let jid = bare_str(&request.from).to_owned();
-    let (token, record) = app.form_token(&jid);
+    let (token, record) = app.form_token(&jid).map_err(|r| refused(&r))?;
     let options = record.as_ref().map_or(Options::default(), |r| r.options);
     let settings = app.settings();
     Ok(Some(register::form_query(
@@ -108,7 +126,7 @@ async fn register_set_inner(
         .map_err(|error| stanza_error(DefinedCondition::BadRequest, Some(&error.to_string())))?;
     match submission {
         Submission::Remove => {
-            if !app.unregister(&jid).await.map_err(internal)? {
+            if !app.unregister(&jid).await.map_err(app_error)? {
                 return Err(stanza_error(DefinedCondition::RegistrationRequired, None));
             }
             Ok(goodbye(&us, &user))
@@ -117,7 +135,7 @@ async fn register_set_inner(
             let registered = app
                 .register(&jid, |current| register.apply_to(current))
                 .await
-                .map_err(internal)?;
+                .map_err(app_error)?;
             let mut follow_up: Vec<Stanza> =
                 vec![presence(PresenceType::Subscribe, &us, &user).into()];
             if registered.created {
@@ -185,13 +203,16 @@ async fn on_presence(app: App, handle: Handle, stanza: Presence) -> Result<(), S
                 priority: stanza.priority.0,
                 since: delay_stamp(&stanza).unwrap_or_else(now),
             };
-            if let Some(record) = app.registry().apply(jid, update) {
-                // Their presence reached us, so they approved while we were not looking.
-                tokio::spawn(async move {
-                    if let Err(error) = app.persist_current(&record.jid).await {
-                        tracing::warn!(%error, "could not persist consent");
+            if app.registry().apply(jid, update.clone()) == Some(Consent::Pending) {
+                // We asked and have no answer, yet their presence reached us: they approved
+                // while we were not looking (or sent it to us on purpose). On disk first.
+                // A revocation, in contrast, stands until they grant again.
+                match app.grant_if_pending(jid).await {
+                    Ok(_) => {
+                        app.registry().apply(jid, update);
                     }
-                });
+                    Err(error) => tracing::warn!(%error, "could not persist consent"),
+                }
             }
             Ok(())
         }
@@ -206,7 +227,7 @@ async fn on_presence(app: App, handle: Handle, stanza: Presence) -> Result<(), S
                 .apply(jid, Update::Unavailable { resource: None });
             Ok(())
         }
-        PresenceType::Subscribe => on_subscribe(app, handle, from, &us).await,
+        PresenceType::Subscribe => on_subscribe(app, handle, &stanza, from, &us).await,
         PresenceType::Subscribed => {
             if let Err(error) = app.set_consent(jid, Consent::Granted).await {
                 tracing::warn!(%error, "could not persist consent");
@@ -228,46 +249,62 @@ async fn on_presence(app: App, handle: Handle, stanza: Presence) -> Result<(), S
     }
 }
 
-/// Someone added us as a contact: approve, say we are online, and register them (with the
-/// default options) if they are new, asking for their presence in return.
-async fn on_subscribe(app: App, handle: Handle, from: &Jid, us: &Jid) -> Result<(), SendError> {
+/// Someone added us as a contact: register them (with the default options) if they are
+/// new and the limits allow it, approve, say we are online, and ask for their presence in
+/// return unless they granted it already. A refused newcomer gets a presence error saying
+/// why and `unsubscribed` (their request is declined, so it does not stay pending).
+async fn on_subscribe(
+    app: App,
+    handle: Handle,
+    stanza: &Presence,
+    from: &Jid,
+    us: &Jid,
+) -> Result<(), SendError> {
     let user = Jid::from(from.to_bare());
     let jid = bare_str(from);
+    let domain = handle.jid().clone();
+    let registered = match app.register(jid, |options| options).await {
+        Ok(registered) => registered,
+        Err(error) => {
+            let refusal = matches!(error, AppError::Refused(_));
+            if !refusal {
+                tracing::error!(%error, user = %jid, "could not register a new contact");
+            }
+            let mut reply = Presence::new(PresenceType::Error)
+                .with_from(us.clone())
+                .with_to(from.clone())
+                .with_payloads(vec![app_error(error).into()]);
+            reply.id = stanza.id.clone();
+            handle.send(reply).await?;
+            if refusal {
+                handle
+                    .send(presence(PresenceType::Unsubscribed, us, &user))
+                    .await?;
+            }
+            return Ok(());
+        }
+    };
     handle
         .send(presence(PresenceType::Subscribed, us, &user))
         .await?;
     handle.send(presence(PresenceType::None, us, &user)).await?;
-    let domain = handle.jid().clone();
-    match app.registry().record(jid) {
-        Some(record) => {
-            if record.consent != Consent::Granted {
-                handle
-                    .send(presence(PresenceType::Subscribe, &domain, &user))
-                    .await?;
-            }
-            Ok(())
-        }
-        None => match app.register(jid, |options| options).await {
-            Ok(registered) => {
-                handle
-                    .send(presence(PresenceType::Subscribe, &domain, &user))
-                    .await?;
-                let url = app.settings().url(&registered.record.token);
-                handle
-                    .send(chat(
-                        &domain,
-                        &user,
-                        MessageType::Chat,
-                        commands::your_url(&url, true),
-                    ))
-                    .await
-            }
-            Err(error) => {
-                tracing::error!(%error, user = %jid, "could not register a new contact");
-                Ok(())
-            }
-        },
+    if registered.record.consent != Consent::Granted {
+        handle
+            .send(presence(PresenceType::Subscribe, &domain, &user))
+            .await?;
     }
+    if registered.created {
+        let url = app.settings().url(&registered.record.token);
+        handle
+            .send(chat(
+                &domain,
+                &user,
+                MessageType::Chat,
+                commands::your_url(&url, true),
+            ))
+            .await?;
+    }
+    Ok(())
 }
 
 async fn on_message(app: App, handle: Handle, message: Message) -> Result<(), SendError> {
@@ -293,9 +330,10 @@ async fn on_message(app: App, handle: Handle, message: Message) -> Result<(), Se
         }),
         Command::Register => app.register(&jid, |o| o).await.map(|registered| {
             let url = settings.url(&registered.record.token);
-            if registered.record.consent != Consent::Granted {
-                after.push(presence(PresenceType::Subscribe, &domain, &user).into());
-            }
+            // As after the form: ask for their presence even if we think we have it. If we
+            // do, their server answers `subscribed` by itself; if not (e.g. an unsolicited
+            // `subscribed` that ejabberd passed on without a subscription), they are asked.
+            after.push(presence(PresenceType::Subscribe, &domain, &user).into());
             if registered.created {
                 commands::your_url(&url, true)
             } else {
@@ -339,9 +377,15 @@ async fn on_message(app: App, handle: Handle, message: Message) -> Result<(), Se
             }
         }),
     };
-    let text = outcome.unwrap_or_else(|error| {
-        tracing::error!(%error, user = %jid, "chat command failed");
-        "Sorry, that failed on our side; please try again later.".to_owned()
+    let text = outcome.unwrap_or_else(|error| match error {
+        AppError::Refused(refusal) => {
+            tracing::debug!(%refusal, user = %jid, "registration refused");
+            refusal.to_string()
+        }
+        error => {
+            tracing::error!(%error, user = %jid, "chat command failed");
+            "Sorry, that failed on our side; please try again later.".to_owned()
+        }
     });
     handle
         .send(chat(&us, from, message.type_.clone(), text))
@@ -355,6 +399,7 @@ async fn on_message(app: App, handle: Handle, message: Message) -> Result<(), Se
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::testkit::{app_with, connect};
     use crate::token::Token;
     use xmpp_component::minidom::Element;
@@ -371,6 +416,384 @@ mod tests {
 
     async fn recv(server: &mut TestServer) -> Element {
         server.recv().await.expect("a stanza")
+    }
+
+    /// Sends `xml`, then a ping from `from` (whose stanzas are handled in order), and
+    /// returns what the component sent before answering the ping: everything `xml` from
+    /// `from` caused has happened by then. Probes are left out.
+    async fn exchange(server: &mut TestServer, xml: &str, from: &str) -> Vec<Element> {
+        static SENTINELS: AtomicU64 = AtomicU64::new(0);
+        let id = format!(
+            "sentinel-{}",
+            SENTINELS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        server
+            .send_xml(&format!(
+                "{xml}<iq {NS} type='get' id='{id}' from='{from}' to='webstatus.localhost'>\
+                 <ping xmlns='urn:xmpp:ping'/></iq>"
+            ))
+            .await
+            .expect("send");
+        let mut before = Vec::new();
+        loop {
+            let stanza = recv(server).await;
+            if stanza.attr("id") == Some(id.as_str()) {
+                assert_eq!(stanza.attr("type"), Some("result"), "sentinel ping");
+                return before;
+            }
+            if stanza.attr("type") != Some("probe") {
+                before.push(stanza);
+            }
+        }
+    }
+
+    /// (name, type) of each stanza, and its error condition and text if it is an error.
+    fn kinds(stanzas: &[Element]) -> Vec<(String, Option<String>)> {
+        stanzas
+            .iter()
+            .map(|s| (s.name().to_owned(), s.attr("type").map(str::to_owned)))
+            .collect()
+    }
+
+    /// The defined condition, type and text of a stanza's `<error/>`.
+    fn error_of(stanza: &Element) -> (String, String, String) {
+        let error = stanza
+            .children()
+            .find(|c| c.name() == "error")
+            .unwrap_or_else(|| panic!("no error in {stanza:?}"));
+        let condition = error
+            .children()
+            .find(|c| c.name() != "text")
+            .map(|c| c.name().to_owned())
+            .unwrap_or_default();
+        let text = error
+            .children()
+            .find(|c| c.name() == "text")
+            .map(|t| t.text())
+            .unwrap_or_default();
+        (
+            condition,
+            error.attr("type").unwrap_or_default().to_owned(),
+            text,
+        )
+    }
+
+    fn body_of(stanza: &Element) -> String {
+        stanza
+            .children()
+            .find(|c| c.name() == "body")
+            .map(|b| b.text())
+            .unwrap_or_default()
+    }
+
+    fn register_set(id: &str, from: &str) -> String {
+        format!(
+            "<iq {NS} type='set' id='{id}' from='{from}' to='webstatus.localhost'>\
+             <query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='show_status_msg'><value>1</value></field></x></query></iq>"
+        )
+    }
+
+    fn chat_from(from: &str, body: &str) -> String {
+        format!(
+            "<message {NS} type='chat' from='{from}' to='webstatus.localhost'>\
+             <body>{body}</body></message>"
+        )
+    }
+
+    fn subscribe_from(id: &str, from: &str) -> String {
+        format!(
+            "<presence {NS} type='subscribe' id='{id}' from='{from}' to='webstatus.localhost'/>"
+        )
+    }
+
+    #[tokio::test]
+    async fn newcomers_beyond_the_limits_are_refused_and_registered_users_never() {
+        let (app, store) = crate::testkit::app_limited(crate::limits::Limits {
+            max_users: 1,
+            ..Default::default()
+        });
+        let mut connected = connect(&app, None).await;
+        let server = &mut connected.server;
+        let out = exchange(
+            server,
+            &register_set("a1", "alice@localhost/pc"),
+            "alice@localhost/pc",
+        )
+        .await;
+        assert_eq!(out[0].attr("type"), Some("result"), "{out:?}");
+        let registered = app.registry().record("alice@localhost").expect("alice");
+
+        // Bob, by each way in: refused with resource-constraint (wait), nothing stored.
+        let out = exchange(
+            server,
+            &register_set("b1", "bob@localhost/pc"),
+            "bob@localhost/pc",
+        )
+        .await;
+        assert_eq!(
+            kinds(&out),
+            [("iq".into(), Some("error".into()))],
+            "{out:?}"
+        );
+        let (condition, kind, text) = error_of(&out[0]);
+        assert_eq!(
+            (condition.as_str(), kind.as_str()),
+            ("resource-constraint", "wait")
+        );
+        assert!(text.contains("maximum number of users"), "{text}");
+
+        let out = exchange(
+            server,
+            &subscribe_from("s1", "bob@localhost"),
+            "bob@localhost",
+        )
+        .await;
+        assert_eq!(
+            kinds(&out),
+            [
+                ("presence".into(), Some("error".into())),
+                ("presence".into(), Some("unsubscribed".into()))
+            ],
+            "{out:?}"
+        );
+        assert_eq!(out[0].attr("id"), Some("s1"));
+        assert_eq!(out[0].attr("to"), Some("bob@localhost"));
+        assert_eq!(error_of(&out[0]).0, "resource-constraint");
+
+        let out = exchange(
+            server,
+            &chat_from("bob@localhost/pc", "register"),
+            "bob@localhost/pc",
+        )
+        .await;
+        assert_eq!(kinds(&out), [("message".into(), Some("chat".into()))]);
+        assert!(
+            body_of(&out[0]).contains("maximum number of users"),
+            "{out:?}"
+        );
+        assert!(app.registry().record("bob@localhost").is_none());
+        assert_eq!(store.load_all().expect("load"), vec![registered.clone()]);
+
+        // Alice: subscribing again, changing options, chat "register", then leaving.
+        let out = exchange(
+            server,
+            &subscribe_from("s2", "alice@localhost"),
+            "alice@localhost",
+        )
+        .await;
+        assert_eq!(
+            kinds(&out)[..2],
+            [
+                ("presence".into(), Some("subscribed".into())),
+                ("presence".into(), None)
+            ],
+            "{out:?}"
+        );
+        let out = exchange(
+            server,
+            &register_set("a2", "alice@localhost/pc"),
+            "alice@localhost/pc",
+        )
+        .await;
+        assert_eq!(out[0].attr("type"), Some("result"), "{out:?}");
+        let out = exchange(
+            server,
+            &chat_from("alice@localhost/pc", "register"),
+            "alice@localhost/pc",
+        )
+        .await;
+        assert!(body_of(&out[0]).contains("already registered"), "{out:?}");
+        assert_eq!(app.registry().record("alice@localhost"), Some(registered));
+        let out = exchange(
+            server,
+            &chat_from("alice@localhost/pc", "unregister"),
+            "alice@localhost/pc",
+        )
+        .await;
+        assert!(body_of(&out[0]).contains("unregistered"), "{out:?}");
+
+        // A place is free again.
+        let out = exchange(
+            server,
+            &register_set("b2", "bob@localhost/pc"),
+            "bob@localhost/pc",
+        )
+        .await;
+        assert_eq!(out[0].attr("type"), Some("result"), "{out:?}");
+        connected.stop().await;
+    }
+
+    #[tokio::test]
+    async fn domains_and_their_rate_are_enforced() {
+        let (app, store) = crate::testkit::app_limited(crate::limits::Limits {
+            registrations_per_domain: 2,
+            allow_domains: Some(["localhost", "example.org"].map(String::from).into()),
+            ..Default::default()
+        });
+        let mut connected = connect(&app, None).await;
+        let server = &mut connected.server;
+
+        // Not allowed: refused for good (cancel), already at the form.
+        let get = "<iq xmlns='jabber:component:accept' type='get' id='g1' \
+                   from='mallory@evil.test/x' to='webstatus.localhost'>\
+                   <query xmlns='jabber:iq:register'/></iq>";
+        let out = exchange(server, get, "mallory@evil.test/x").await;
+        let (condition, kind, text) = error_of(&out[0]);
+        assert_eq!(
+            (condition.as_str(), kind.as_str()),
+            ("not-allowed", "cancel")
+        );
+        assert!(text.contains("evil.test"), "{text}");
+        let out = exchange(
+            server,
+            &register_set("m1", "mallory@evil.test/x"),
+            "mallory@evil.test/x",
+        )
+        .await;
+        assert_eq!(error_of(&out[0]).0, "not-allowed");
+        let out = exchange(
+            server,
+            &subscribe_from("m2", "mallory@evil.test"),
+            "mallory@evil.test",
+        )
+        .await;
+        assert_eq!(error_of(&out[0]).0, "not-allowed");
+        let out = exchange(
+            server,
+            &chat_from("mallory@evil.test/x", "register"),
+            "mallory@evil.test/x",
+        )
+        .await;
+        assert!(body_of(&out[0]).contains("does not accept"), "{out:?}");
+        assert_eq!(
+            app.footprint().pending_tokens,
+            0,
+            "no token reserved for them"
+        );
+
+        // Two new users per domain, then wait; another domain has its own allowance.
+        for (n, user) in ["a@localhost", "b@localhost", "c@localhost"]
+            .iter()
+            .enumerate()
+        {
+            let out = exchange(
+                server,
+                &chat_from(&format!("{user}/r"), "register"),
+                &format!("{user}/r"),
+            )
+            .await;
+            let body = body_of(out.iter().find(|s| s.name() == "message").expect("reply"));
+            if n < 2 {
+                assert!(body.contains("You are registered"), "{body}");
+            } else {
+                assert!(
+                    body.contains("Too many new registrations from localhost"),
+                    "{body}"
+                );
+            }
+        }
+        let out = exchange(
+            server,
+            &register_set("c1", "c@localhost/r"),
+            "c@localhost/r",
+        )
+        .await;
+        let (condition, kind, _) = error_of(&out[0]);
+        assert_eq!(
+            (condition.as_str(), kind.as_str()),
+            ("resource-constraint", "wait")
+        );
+        let out = exchange(
+            server,
+            &register_set("d1", "d@example.org/r"),
+            "d@example.org/r",
+        )
+        .await;
+        assert_eq!(out[0].attr("type"), Some("result"), "{out:?}");
+        let stored: Vec<String> = store
+            .load_all()
+            .expect("load")
+            .into_iter()
+            .map(|r| r.jid)
+            .collect();
+        assert_eq!(stored, ["a@localhost", "b@localhost", "d@example.org"]);
+        connected.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_revocation_stands_until_the_user_grants_again() {
+        let (app, tokens) = app_with(
+            &["alice@localhost"],
+            Options {
+                show_status_msg: true,
+                show_full_jid: false,
+            },
+            Duration::from_secs(5),
+        );
+        let mut connected = connect(&app, None).await;
+        let server = &mut connected.server;
+        let view = || {
+            app.registry()
+                .view(&tokens[0])
+                .map(|v| (v.display, v.status))
+        };
+        let directed = |status: &str| {
+            format!(
+                "<presence {NS} from='alice@localhost/phone' to='webstatus.localhost'>\
+                 <show>away</show><status>{status}</status></presence>"
+            )
+        };
+        // The probe after connecting comes first (it resets presence to "unknown").
+        assert_eq!(recv(server).await.attr("type"), Some("probe"));
+        exchange(server, &directed("before"), "alice@localhost/phone").await;
+        assert_eq!(
+            view(),
+            Some((crate::view::Display::Away, Some("before".into())))
+        );
+
+        let revoke = format!(
+            "<presence {NS} type='unsubscribed' from='alice@localhost' to='webstatus.localhost'/>"
+        );
+        exchange(server, &revoke, "alice@localhost").await;
+        assert_eq!(view(), Some((crate::view::Display::NotShared, None)));
+        // A presence sent straight to the component afterwards is not an approval.
+        exchange(server, &directed("sneaky"), "alice@localhost/phone").await;
+        assert_eq!(view(), Some((crate::view::Display::NotShared, None)));
+        assert_eq!(
+            app.registry().record("alice@localhost").map(|r| r.consent),
+            Some(Consent::Revoked)
+        );
+
+        // Granting again (`subscribed`) makes the next presence count.
+        let grant = format!(
+            "<presence {NS} type='subscribed' from='alice@localhost' to='webstatus.localhost'/>"
+        );
+        exchange(server, &grant, "alice@localhost").await;
+        exchange(server, &directed("back"), "alice@localhost/phone").await;
+        assert_eq!(
+            view(),
+            Some((crate::view::Display::Away, Some("back".into())))
+        );
+
+        // So does asking to register again (the revocation is then only pending).
+        exchange(server, &revoke, "alice@localhost").await;
+        let out = exchange(
+            server,
+            &chat_from("alice@localhost/phone", "register"),
+            "alice@localhost/phone",
+        )
+        .await;
+        assert!(
+            out.iter().any(|s| s.attr("type") == Some("subscribe")),
+            "asks for their presence again: {out:?}"
+        );
+        exchange(server, &directed("again"), "alice@localhost/phone").await;
+        assert_eq!(
+            view(),
+            Some((crate::view::Display::Away, Some("again".into())))
+        );
+        connected.stop().await;
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! users, and the component around it connected to a [`TestServer`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -10,7 +11,7 @@ use xmpp_component::testing::TestServer;
 use xmpp_component::{Component, Config, Secret};
 
 use crate::app::{App, Settings};
-use crate::store::{Consent, MemoryStore, Options, Store, UserRecord};
+use crate::store::{Consent, MemoryStore, Options, Store, StoreError, UserRecord};
 use crate::token::Token;
 
 /// The component's domain in tests.
@@ -52,12 +53,71 @@ pub(crate) fn app_with(
         })
         .collect();
     let settings = Settings {
+        probe_timeout,
+        ..settings()
+    };
+    (App::new(store, settings).expect("app"), tokens)
+}
+
+/// An app over an empty in-memory store (returned too) with these registration limits.
+pub(crate) fn app_limited(limits: crate::limits::Limits) -> (App, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::default());
+    let settings = Settings {
+        limits,
+        ..settings()
+    };
+    let app = App::new(Arc::clone(&store) as Arc<dyn Store>, settings).expect("app");
+    (app, store)
+}
+
+/// The test settings: [`DOMAIN`], [`PUBLIC_URL`], fast probing, a 5 s probe timeout.
+pub(crate) fn settings() -> Settings {
+    Settings {
         domain: DOMAIN.into(),
         public_url: PUBLIC_URL.into(),
         probe_rate: 1000,
-        probe_timeout,
-    };
-    (App::new(store, settings).expect("app"), tokens)
+        probe_timeout: Duration::from_secs(5),
+        limits: Default::default(),
+    }
+}
+
+/// A store whose writes fail while [`FlakyStore::fail`] is on (a full disk, a dead device).
+#[derive(Default)]
+pub(crate) struct FlakyStore {
+    inner: MemoryStore,
+    failing: AtomicBool,
+}
+
+impl FlakyStore {
+    /// Makes every later write fail (`true`) or succeed again (`false`).
+    pub(crate) fn fail(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Db(sled::Error::Io(std::io::Error::other(
+                "disk full (test)",
+            ))));
+        }
+        Ok(())
+    }
+}
+
+impl Store for FlakyStore {
+    fn load_all(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.inner.load_all()
+    }
+
+    fn put(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.put(user)
+    }
+
+    fn remove(&self, jid: &str) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.remove(jid)
+    }
 }
 
 /// A running component and the test server it is connected to.
