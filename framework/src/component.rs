@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::flood::FloodGuard;
 use crate::handle::Handle;
 use crate::metrics::Counters;
+use crate::notify::Notifier;
 use crate::router::{Inbound, Router};
 use crate::xmlstream::{Stanza, StreamEvent};
 
@@ -69,6 +70,7 @@ impl Component {
             result = &mut supervise => result,
             () = shutdown => {
                 tracing::info!("shutting down");
+                Notifier::stopping();
                 token.cancel();
                 supervise.await
             }
@@ -84,6 +86,7 @@ impl Component {
             config.concurrency,
             FloodGuard::new(config.rate_limit, config.rate_burst),
         );
+        let mut notifier = Notifier::from_env();
         loop {
             tracing::info!(server = %config.server, domain = %config.domain, "connecting");
             let attempt = tokio::select! {
@@ -94,8 +97,11 @@ impl Component {
                 Ok((reader, writer)) => {
                     tracing::info!(domain = %config.domain, "handshake ok");
                     Counters::bump(&self.handle.counters().connects);
+                    notifier.connected(config.domain.domain().as_str());
+                    let watchdog = notifier.keep_alive();
                     let connected_at = Instant::now();
                     let end = self.serve(reader, writer, &dispatcher, &shutdown).await;
+                    drop(watchdog);
                     if connected_at.elapsed() >= config.backoff_reset_after {
                         backoff.reset();
                     }
@@ -109,6 +115,7 @@ impl Component {
             if end.is_fatal() {
                 return Err(end);
             }
+            notifier.disconnected(&end.to_string());
             let delay = backoff.next_delay();
             tracing::warn!(
                 error = %end,

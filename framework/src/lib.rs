@@ -44,6 +44,7 @@
 //! - [`router`]: handler registration, IQ reply rules, built-in disco/ping/version.
 //! - `handle`: sending, the outbound queue, awaiting IQ replies.
 //! - `metrics`: counters readable with [`Handle::metrics`].
+//! - `notify`: systemd readiness and watchdog notifications (`Type=notify` units).
 //! - [`testing`]: [`testing::TestServer`], the server side of XEP-0114 for tests.
 
 #![warn(missing_docs)]
@@ -59,6 +60,7 @@ mod handle;
 mod handshake;
 mod logging;
 mod metrics;
+mod notify;
 pub mod router;
 mod serialize;
 pub mod testing;
