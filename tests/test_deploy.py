@@ -3,11 +3,24 @@
 * Server snippets (deploy/prosody, deploy/ejabberd): the `server` fixture already runs
   Prosody and ejabberd FROM those files (xmpptest/servers.py `deploy_snippet`); here the
   three real components connect through them, and service discovery shows their names.
+* systemd units (deploy/systemd): `systemd-analyze verify` and `security --offline`, the
+  promised directives, and each unit's ExecStart line run for real with the example
+  config, the credential and state directories mapped to temp dirs and a notify socket.
+* Example configs (deploy/config): valid TOML, only known keys, every option documented.
 """
 from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import tomllib
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,7 +28,7 @@ import pytest
 from xmpptest.ci import missing
 from xmpptest.clients import client, disco_identities
 from xmpptest.component import REPO_ROOT
-from xmpptest.servers import DEPLOY_DIR, DEPLOY_SNIPPETS, free_port
+from xmpptest.servers import COMPONENT_SECRETS, DEPLOY_DIR, DEPLOY_SNIPPETS, free_port
 
 DISCO_ITEMS_NS = "http://jabber.org/protocol/disco#items"
 BINARIES = {"echo": "xmpp-echo", "webstatus": "xmpp-webstatus", "pong": "xmpp-pong"}
@@ -78,3 +91,189 @@ async def test_components_connect_through_the_snippets_and_disco_shows_their_nam
         assert {d: items.get(d) for d in expected} == expected, items
     else:
         assert {d: items.get(d, "absent") for d in expected} == {d: None for d in expected}, items
+
+
+# -- systemd units ---------------------------------------------------------------------------------
+UNIT_DIR = DEPLOY_DIR / "systemd"
+COMPONENT_DOMAINS = {name: domain for domain, name in DEPLOY_SNIPPETS.items()}
+
+
+def unit_text(name: str) -> str:
+    return (UNIT_DIR / f"xmpp-{name}.service").read_text()
+
+
+def unit_values(name: str) -> dict[str, list[str]]:
+    """Every `Key=value` of the unit (all sections), in order, comments skipped."""
+    values: dict[str, list[str]] = {}
+    for line in unit_text(name).splitlines():
+        if line and not line.startswith(("#", ";", "[")) and "=" in line:
+            key, value = line.split("=", 1)
+            values.setdefault(key, []).append(value)
+    return values
+
+
+def systemd_analyze() -> str:
+    path = shutil.which("systemd-analyze")
+    if path is None:
+        missing("systemd-analyze not found (apt-get install systemd; scripts/test-all.sh does this)")
+    return path
+
+
+def unit_with_local_binary(name: str, tmp_path: Path) -> Path:
+    """The unit, with /usr/local/bin/ pointing at the built binary (verify checks it exists)."""
+    text = unit_text(name)
+    assert text.count(f"ExecStart=/usr/local/bin/xmpp-{name} ") == 1
+    unit = tmp_path / f"xmpp-{name}.service"
+    unit.write_text(text.replace(f"ExecStart=/usr/local/bin/xmpp-{name} ", f"ExecStart={binary(name)} "))
+    return unit
+
+
+@pytest.mark.parametrize("name", ["echo", "webstatus", "pong"])
+def test_unit_passes_systemd_analyze_verify(name, tmp_path):
+    """`systemd-analyze verify` accepts the unit with no warning at all (an unknown key or a
+    bad value is only a warning there, so the output must be empty)."""
+    unit = unit_with_local_binary(name, tmp_path)
+    r = subprocess.run([systemd_analyze(), "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("name", ["echo", "webstatus", "pong"])
+def test_unit_exposure_is_low(name, tmp_path):
+    """`systemd-analyze security --offline` rates the sandbox: 'OK' means exposure <= 2.0
+    on its 0 (locked down) to 10 (unprotected) scale."""
+    unit = unit_with_local_binary(name, tmp_path)
+    r = subprocess.run([systemd_analyze(), "security", "--offline=yes", str(unit)],
+                       capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout)
+    assert m, r.stdout + r.stderr
+    assert float(m.group(1)) <= 2.0, r.stdout
+
+
+@pytest.mark.parametrize("name", ["echo", "webstatus", "pong"])
+def test_unit_has_the_deployment_contract(name):
+    """What the README promises of every unit: notify + watchdog, dynamic user, secret as a
+    credential, config in /etc/<component>/config.toml, sled data in a StateDirectory."""
+    v = unit_values(name)
+    one = {k: vals[-1] for k, vals in v.items()}
+    assert one["Type"] == "notify" and one["WatchdogSec"]
+    assert one["DynamicUser"] == "yes" and one["Restart"] == "on-failure"
+    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes",
+                       "ProtectHome": "yes", "CapabilityBoundingSet": ""}.items():
+        assert one[key] == value, key
+    assert "AF_INET" in one["RestrictAddressFamilies"].split()
+    assert "@system-service" in v["SystemCallFilter"]
+    assert one["LoadCredential"] == f"secret:/etc/xmpp-{name}/secret"
+    exec_start = shlex.split(one["ExecStart"])
+    assert exec_start[0] == f"/usr/local/bin/xmpp-{name}"
+    assert exec_start[exec_start.index("--config") + 1] == f"/etc/xmpp-{name}/config.toml"
+    assert exec_start[exec_start.index("--secret-file") + 1] == "%d/secret"
+    if name == "echo":
+        assert "StateDirectory" not in one and "--data" not in exec_start
+    else:   # ProtectSystem=strict: the only writable place is the StateDirectory
+        assert one["StateDirectory"] == f"xmpp-{name}"
+        assert exec_start[exec_start.index("--data") + 1] == f"/var/lib/xmpp-{name}"
+
+
+# -- example configs + the units' ExecStart, run for real ----------------------------------------
+CONFIG_DIR = DEPLOY_DIR / "config"
+
+
+def help_flags(name: str) -> set[str]:
+    out = subprocess.run([str(binary(name)), "--help"], capture_output=True, text=True, timeout=30).stdout
+    return set(re.findall(r"--([a-z][a-z-]+)", out)) - {"help", "version", "config"}
+
+
+@pytest.mark.parametrize("name", ["echo", "webstatus", "pong"])
+def test_example_config_is_valid_toml_and_documents_every_flag(name):
+    """Every set key is an option of the binary; every option of `--help` is documented in
+    the example (as a key, commented with its default, or as a command-line-only flag)."""
+    text = (CONFIG_DIR / f"{name}.toml").read_text()
+    keys = set(tomllib.loads(text))
+    flags = help_flags(name)
+    assert keys <= flags, f"keys the binary does not know: {keys - flags}"
+    documented = set(re.findall(r"(?m)^#?\s*([a-z][a-z-]+) = ", text)) | set(re.findall(r"--([a-z][a-z-]+)", text))
+    assert flags <= documented, f"options missing from deploy/config/{name}.toml: {flags - documented}"
+
+
+def notify_socket() -> tuple[socket.socket, Path]:
+    """A bound datagram socket standing in for systemd's NOTIFY_SOCKET (short path: 108 bytes max)."""
+    path = Path(tempfile.mkdtemp(prefix="xn")) / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.2)
+    return sock, path
+
+
+def read_notifications(sock: socket.socket, until: str, timeout: float, proc) -> list[str]:
+    """Datagrams until one contains `until` (raises with what came, or if the process exits)."""
+    got: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got.append(sock.recv(4096).decode())
+            if until in got[-1]:
+                return got
+        except socket.timeout:
+            if proc.poll() is not None:
+                break
+    raise AssertionError(f"no {until!r} within {timeout} s (exit status {proc.poll()}); got {got}")
+
+
+@pytest.mark.parametrize("name", ["echo", "webstatus", "pong"])
+def test_unit_execstart_with_the_example_config_runs(server, name, tmp_path):
+    """The unit's own ExecStart line, with the example config: only the paths that systemd
+    and the admin provide are mapped (binary, /etc config, credential dir %d, /var/lib state
+    dir) and the example's values are pointed at the test server. The component reports
+    READY=1 on the notify socket once connected, serves HTTP, writes its state directory,
+    and on SIGTERM sends STOPPING=1 and exits 0."""
+    domain = COMPONENT_DOMAINS[name]
+    config = (CONFIG_DIR / f"{name}.toml").read_text()
+    http_port = free_port()
+    for old, new in (('"127.0.0.1:5347"', f'"127.0.0.1:{server.port_for(domain)}"'),
+                     ('"127.0.0.1:8080"', f'"127.0.0.1:{http_port}"')):
+        if name == "webstatus" or "8080" not in old:
+            assert config.count(old) == 1, old
+            config = config.replace(old, new)
+    config = config.replace("example.org", "localhost")
+    etc, creds, state = tmp_path / "etc", tmp_path / "credentials", tmp_path / "state"
+    for d in (etc, creds, state):
+        d.mkdir()
+    (etc / "config.toml").write_text(config)
+    (creds / "secret").write_text(COMPONENT_SECRETS[domain] + "\n")
+    exec_start = shlex.split(unit_values(name)["ExecStart"][-1])
+    mapping = {f"/usr/local/bin/xmpp-{name}": str(binary(name)),
+               f"/etc/xmpp-{name}/config.toml": str(etc / "config.toml"),
+               "%d/secret": str(creds / "secret"), f"/var/lib/xmpp-{name}": str(state)}
+    args = [mapping.get(a, a) for a in exec_start]
+    if name == "pong":   # the unit's --http is the production port; use a free one
+        args[args.index("--http") + 1] = f"127.0.0.1:{http_port}"
+    assert not [a for a in args if a.startswith(("/usr/local", "/etc/", "/var/lib", "%"))], args
+
+    sock, sock_path = notify_socket()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XMPP_")}
+    env.update(NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="1000000")
+    log = open(tmp_path / "component.log", "wb")
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            env=env, cwd=tmp_path, start_new_session=True)
+    try:
+        try:
+            ready = read_notifications(sock, "READY=1", 20, proc)
+            assert f"STATUS=connected as {domain}" in ready[-1]
+            read_notifications(sock, "WATCHDOG=1", 5, proc)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{(tmp_path / 'component.log').read_text(errors='replace')}") from None
+        if name != "echo":
+            path = "/" if name == "webstatus" else "/leaderboard.json"
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=5) as resp:
+                assert resp.status == 200
+            assert any(state.iterdir()), "the database is in the state directory"
+        proc.send_signal(signal.SIGTERM)
+        read_notifications(sock, "STOPPING=1", 10, proc)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+        sock.close()
+        shutil.rmtree(sock_path.parent, ignore_errors=True)
