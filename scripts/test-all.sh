@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every test on a fresh Debian 12 machine, as root:
-#   1. apt-installs Prosody, ejabberd, curl and python3-venv when a binary is missing;
+#   1. apt-installs Prosody, ejabberd, curl, python3-venv, Chromium, npm, systemd (for
+#      systemd-analyze), nginx and openssl when a binary is missing;
 #   2. creates <repo>/.venv and pip-installs tests/requirements.txt;
 #   3. cargo build --workspace --bins, then cargo test --workspace (Rust unit tests);
 #   4. pytest tests -v (integration tests against real Prosody and ejabberd on loopback).
@@ -33,15 +34,21 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need_pkgs+=(pytho
 # The webstatus browser test: Debian's Chromium driven by playwright-core (from npm).
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 command -v npm >/dev/null || need_pkgs+=(npm)
+# deploy/ checks (tests/test_deploy.py): systemd-analyze for the units, a real nginx with an
+# openssl-made certificate for the proxy config.
+command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing missing packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update || die "apt-get update failed"
   as_root apt-get install -y --no-install-recommends "${need_pkgs[@]}" || die "apt-get install failed"
-  # Where no policy-rc.d blocks it, the packages start system services on 5222/5269/5280/5347.
+  # Where no policy-rc.d blocks it, the packages start system services on 5222/5269/5280/5347
+  # (and nginx on 80).
   # The tests use their own servers on free ports; stop the ones this run just installed.
-  for svc in prosody ejabberd; do
+  for svc in prosody ejabberd nginx; do
     if printf '%s\n' "${need_pkgs[@]}" | grep -qx "$svc"; then
       as_root invoke-rc.d "$svc" stop >/dev/null 2>&1 || true
     fi

@@ -168,7 +168,7 @@ async def test_disco_announces_web_presence_and_registration(server, webstatus):
     async with client(server, fresh_user(server)) as c:
         reply = await c.disco_info(DOMAIN)
         assert reply["type"] == "result", reply
-        assert {"category": "component", "type": "presence", "name": "web presence"} in disco_identities(reply)
+        assert {"category": "component", "type": "presence", "name": "Web presence"} in disco_identities(reply)
         assert REGISTER_NS in disco_features(reply)
 
 

@@ -1,34 +1,24 @@
--- xmpp-echo as a Prosody external component (XEP-0114).
--- Install: copy to /etc/prosody/conf.d/echo.cfg.lua (Debian's prosody.cfg.lua includes
--- conf.d/*.cfg.lua), `chown root:prosody` and `chmod 0640` it (it holds a secret), then
--- `prosodyctl reload` (or restart Prosody).
---
--- The component listener is shared by all components. Prosody's defaults are port 5347 on
--- loopback only (127.0.0.1 and ::1), which is what xmpp-echo's default unit expects.
--- To change them, set component_ports / component_interfaces in the GLOBAL section of
--- prosody.cfg.lua, not here: conf.d files are included after the VirtualHost sections, so
--- a global option written here would land in the last host's section. Keep the listener
--- off public interfaces: XEP-0114 has no TLS, and the handshake only proves the secret.
+-- xmpp-echo as a Prosody 0.12 external component (XEP-0114).
+-- Install (Debian: /etc/prosody/prosody.cfg.lua includes conf.d/*.cfg.lua):
+--   install -m 0640 -o root -g prosody deploy/prosody/echo.cfg.lua /etc/prosody/conf.d/
+--   edit the domain and the secret below, then: prosodyctl reload
+-- The component listener is shared by all components: Prosody's default is port 5347 on
+-- loopback only (127.0.0.1 and ::1), which deploy/config/echo.toml expects. To change it, set
+-- component_ports / component_interfaces in the GLOBAL section of prosody.cfg.lua, not here:
+-- conf.d files are included after the VirtualHost sections, so a global option written here
+-- would land in the last host's section. Keep the listener off public interfaces: XEP-0114
+-- has no TLS, and the handshake only proves the secret.
+-- CI starts a real Prosody with this very file (tests/xmpptest/servers.py), with
+-- "example.org" replaced by "localhost" and the secret by a test secret.
 
--- The component's address. Users message echo.localhost (use a real subdomain in production,
--- e.g. echo.example.org). It must match xmpp-echo's --domain.
-Component "echo.localhost"
-	-- Shared secret: the SAME value as in xmpp-echo's secret file (--secret-file,
-	-- /etc/xmpp-echo/secret with deploy/systemd/xmpp-echo.service). Generate one with
-	--   openssl rand -hex 32
-	-- This placeholder must be replaced; never reuse a secret across components.
+-- The component's address; the same value as `domain` in /etc/xmpp-echo/config.toml.
+Component "echo.example.org"
+	-- The SAME value as /etc/xmpp-echo/secret. Generate: openssl rand -hex 32
+	-- Never reuse a secret across components.
 	component_secret = "REPLACE-WITH-THE-CONTENT-OF-/etc/xmpp-echo/secret"
-	-- Optional: Prosody itself answers disco#info for the component while it is disconnected.
-	-- name = "Echo"
-	-- A second connection for the same name is refused with <conflict/> ("kick_new", the default);
-	-- "kick_old" lets a restarted component replace a half-dead old connection at once.
+	-- The name in the server's service discovery (disco#items of example.org). While the
+	-- component is disconnected, Prosody itself answers disco#info with this name.
+	name = "Echo"
+	-- A restarted component replaces a half-dead old connection at once (the default,
+	-- "kick_new", refuses the newcomer with <conflict/> until the old one times out).
 	component_conflict_resolve = "kick_old"
-
--- Components that come later; uncomment when they are deployed (each with its own secret).
--- Component "pong.localhost"
--- 	component_secret = "REPLACE-WITH-THE-CONTENT-OF-/etc/xmpp-pong/secret"
--- 	component_conflict_resolve = "kick_old"
---
--- Component "webstatus.localhost"
--- 	component_secret = "REPLACE-WITH-THE-CONTENT-OF-/etc/xmpp-webstatus/secret"
--- 	component_conflict_resolve = "kick_old"

@@ -21,6 +21,7 @@ use crate::dispatch::{Dispatcher, Limits};
 use crate::error::Error;
 use crate::handle::Handle;
 use crate::metrics::Counters;
+use crate::notify::Notifier;
 use crate::router::{Inbound, Router};
 use crate::xmlstream::{Stanza, StreamEvent};
 
@@ -68,6 +69,7 @@ impl Component {
             result = &mut supervise => result,
             () = shutdown => {
                 tracing::info!("shutting down");
+                Notifier::stopping();
                 token.cancel();
                 supervise.await
             }
@@ -83,6 +85,7 @@ impl Component {
             config.concurrency,
             Limits::from_config(config),
         );
+        let mut notifier = Notifier::from_env();
         loop {
             tracing::info!(server = %config.server, domain = %config.domain, "connecting");
             let attempt = tokio::select! {
@@ -93,8 +96,11 @@ impl Component {
                 Ok((reader, writer)) => {
                     tracing::info!(domain = %config.domain, "handshake ok");
                     Counters::bump(&self.handle.counters().connects);
+                    notifier.connected(config.domain.domain().as_str());
+                    let watchdog = notifier.keep_alive();
                     let connected_at = Instant::now();
                     let end = self.serve(reader, writer, &dispatcher, &shutdown).await;
+                    drop(watchdog);
                     if connected_at.elapsed() >= config.backoff_reset_after {
                         backoff.reset();
                     }
@@ -108,6 +114,7 @@ impl Component {
             if end.is_fatal() {
                 return Err(end);
             }
+            notifier.disconnected(&end.to_string());
             let delay = backoff.next_delay();
             tracing::warn!(
                 error = %end,

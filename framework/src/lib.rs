@@ -48,6 +48,7 @@
 //! - [`router`]: handler registration, IQ reply rules, built-in disco/ping/version.
 //! - `handle`: sending, the outbound queue, awaiting IQ replies.
 //! - `metrics`: counters readable with [`Handle::metrics`].
+//! - `notify`: systemd readiness and watchdog notifications (`Type=notify` units).
 //! - [`testing`]: [`testing::TestServer`], the server side of XEP-0114 for tests.
 
 #![warn(missing_docs)]
@@ -65,6 +66,7 @@ mod handshake;
 mod logging;
 mod metrics;
 mod namespaces;
+mod notify;
 mod presence_storm;
 pub mod router;
 mod serialize;

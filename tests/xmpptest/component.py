@@ -51,7 +51,7 @@ class ComponentProcess:
         self.returncode: int | None = None
 
     def command(self) -> tuple[list[str], dict]:
-        args = [str(self.binary), "--server", f"127.0.0.1:{self.server.component_port}",
+        args = [str(self.binary), "--server", f"127.0.0.1:{self.server.port_for(self.domain)}",
                 "--domain", self.domain, "--log", self.log_filter]
         env = dict(os.environ)
         env.pop("XMPP_COMPONENT_SECRET", None)
@@ -151,7 +151,7 @@ class ComponentProcess:
                         probe.login(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
                     reply = probe.disco_info(self.domain, timeout=min(1.0, max(0.1, deadline - time.monotonic())))
                     last = reply or "timeout"
-                    if reply is not None and attr(reply, "type") == "result":
+                    if reply is not None and attr(reply, "type") == "result" and not server_stand_in(reply):
                         return time.monotonic() - t0
                 except (OSError, RuntimeError) as e:
                     last = repr(e)
@@ -162,6 +162,17 @@ class ComponentProcess:
         finally:
             if probe is not None:
                 probe.close()
+
+
+def server_stand_in(reply: str) -> bool:
+    """True for the disco#info answer Prosody gives for a component that is NOT connected.
+
+    With `name = ...` in its Component section (deploy/prosody/*.cfg.lua), Prosody answers
+    disco#info itself while the component is away: one identity and the single feature
+    disco#info. Every real component also advertises at least urn:xmpp:ping.
+    """
+    features = re.findall(r"<feature\b[^>]*\bvar=['\"]([^'\"]*)['\"]", reply)
+    return "<query" in reply and features == ["http://jabber.org/protocol/disco#info"]
 
 
 def server_secret(domain: str) -> str:

@@ -5,6 +5,10 @@ ports, with a self-contained config (see configs/), and is stopped by PID
 (SIGTERM, then SIGKILL after a bounded wait). Readiness means: the c2s port
 answers a stream header with <stream:features> AND a XEP-0114 handshake (as
 the harness-only component probe.localhost) is answered with <handshake/>.
+The three components are configured from the deploy snippets themselves
+(deploy/prosody/*.cfg.lua, deploy/ejabberd/*.yml), so a snippet that stops
+working fails the suite: `deploy_snippet` copies one with the test domain
+(example.org -> localhost), the test secret and, for ejabberd, a free port.
 Recipe and traps: shared/reference/real-servers.md.
 """
 from __future__ import annotations
@@ -13,6 +17,7 @@ import atexit
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,6 +30,7 @@ from pathlib import Path
 from .raw import RawComponent, StanzaSplitter
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
 
 DOMAIN = "localhost"
 COMPONENT_SECRETS = {
@@ -32,6 +38,8 @@ COMPONENT_SECRETS = {
     "pong.localhost": "pong-secret",
     "webstatus.localhost": "webstatus-secret",
 }
+# Component domain -> name of its snippet in deploy/prosody/<name>.cfg.lua, deploy/ejabberd/<name>.yml.
+DEPLOY_SNIPPETS = {"echo.localhost": "echo", "pong.localhost": "pong", "webstatus.localhost": "webstatus"}
 PROBE_COMPONENT = ("probe.localhost", "probe-secret")   # used only by the readiness probe
 DEFAULT_USERS = {"alice": "alicepw", "bob": "bobpw"}
 HARNESS_USER = ("harness", "harnesspw")                  # used by fixtures' protocol probes
@@ -71,6 +79,35 @@ def stop_process(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> int:
     return proc.returncode
 
 
+SECRET_PLACEHOLDER = re.compile(r'"REPLACE-WITH-THE-CONTENT-OF-/etc/xmpp-[a-z]+/secret"')
+
+
+def deploy_snippet(kind: str, domain: str, port: int | None = None) -> str:
+    """The deploy/ snippet for `domain` on server `kind`, made runnable on loopback.
+
+    Exactly three edits, each of which must apply exactly once (a snippet that no
+    longer has the expected shape fails loudly): the secret placeholder becomes the
+    test secret, `example.org` becomes `localhost`, and for ejabberd the listener's
+    `port:` becomes `port`.
+    """
+    name = DEPLOY_SNIPPETS[domain]
+    path = DEPLOY_DIR / ("prosody" if kind == "prosody" else "ejabberd") / \
+        (f"{name}.cfg.lua" if kind == "prosody" else f"{name}.yml")
+    text = path.read_text()
+    text, n = SECRET_PLACEHOLDER.subn(f'"{COMPONENT_SECRETS[domain]}"', text)
+    if n != 1:
+        raise ValueError(f"{path}: expected one secret placeholder, found {n}")
+    test_domain = f"{name}.example.org"
+    if text.count(f'"{test_domain}"' if kind == "prosody" else f"{test_domain}:") != 1:
+        raise ValueError(f"{path}: expected the component {test_domain} once")
+    text = text.replace("example.org", DOMAIN)
+    if kind == "ejabberd":
+        text, n = re.subn(r"(?m)^(\s+port: )\d+$", rf"\g<1>{port}", text)
+        if n != 1:
+            raise ValueError(f"{path}: expected one listener port, found {n}")
+    return text
+
+
 def tail(path: Path, lines: int = 40) -> str:
     """The last `lines` lines of a text file ('' when missing)."""
     try:
@@ -97,6 +134,8 @@ class XmppServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.domain = DOMAIN
         self.c2s_port = self.component_port = self.http_port = 0
+        # Components whose listener is not `component_port` (ejabberd: one per component).
+        self.component_ports: dict[str, int] = {}
         self.proc: subprocess.Popen | None = None
         self.users: dict[str, str] = {}
         self.log_path = self.workdir / f"{self.kind}.log"
@@ -121,10 +160,23 @@ class XmppServer:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    def port_for(self, domain: str) -> int:
+        """The component port where `domain` authenticates."""
+        return self.component_ports.get(domain, self.component_port)
+
+    def _extra_component_domains(self) -> list[str]:
+        """Component domains that get a listener of their own (none by default)."""
+        return []
+
     def _pick_ports(self):
-        self.c2s_port, self.component_port, self.http_port = free_port(), free_port(), free_port()
-        while len({self.c2s_port, self.component_port, self.http_port}) < 3:
-            self.http_port = free_port()
+        domains = self._extra_component_domains()
+        ports: list[int] = []
+        while len(ports) < 3 + len(domains):
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        self.c2s_port, self.component_port, self.http_port = ports[:3]
+        self.component_ports = dict(zip(domains, ports[3:]))
 
     def start(self, attempts: int = 3):
         """Pick free ports, write the config, spawn, wait ready, create users.
@@ -153,7 +205,8 @@ class XmppServer:
     def _start_process(self):
         log = open(self.log_path, "ab")
         log.write(f"\n===== harness: starting {self.kind} at {time.strftime('%H:%M:%S')} "
-                  f"(c2s {self.c2s_port}, component {self.component_port}, http {self.http_port})\n".encode())
+                  f"(c2s {self.c2s_port}, component {self.component_port}, http {self.http_port}, "
+                  f"per-component {self.component_ports})\n".encode())
         log.flush()
         try:
             self.proc = self._spawn(log)
@@ -206,6 +259,12 @@ class XmppServer:
         finally:
             c.close()
 
+    def _component_ports_open(self) -> bool:
+        for port in self.component_ports.values():
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                pass
+        return True
+
     def wait_ready(self, timeout: float):
         t0 = time.monotonic()
         last_err: Exception | None = None
@@ -217,7 +276,7 @@ class XmppServer:
             if self._port_conflict():
                 raise ServerStartError(f"{self.kind} could not open a port; log tail:\n{tail(self.log_path)}")
             try:
-                if self._c2s_ok() and self._component_ok():
+                if self._c2s_ok() and self._component_ok() and self._component_ports_open():
                     self.ready_after = time.monotonic() - t0
                     return
             except (OSError, RuntimeError, ValueError) as e:
@@ -258,6 +317,11 @@ class ProsodyServer(XmppServer):
     def _write_config(self):
         self.data_dir.mkdir(exist_ok=True)
         shutil.copyfile(CONFIG_DIR / "prosody.cfg.lua", self.config_path)
+        # prosody.cfg.lua ends with Include "components/*.cfg.lua" (like Debian's conf.d).
+        components = self.workdir / "components"
+        components.mkdir(exist_ok=True)
+        for domain, name in DEPLOY_SNIPPETS.items():
+            (components / f"{name}.cfg.lua").write_text(deploy_snippet("prosody", domain))
 
     def env(self) -> dict:
         env = dict(os.environ)
@@ -308,13 +372,22 @@ class EjabberdServer(XmppServer):
         super().__init__(workdir)
         self.config_path = self.workdir / "ejabberd.yml"
 
+    def _extra_component_domains(self) -> list[str]:
+        return list(DEPLOY_SNIPPETS)   # deploy/ejabberd/*.yml: one listener per component
+
     def _write_config(self):
         for d in ("db", "logs"):
             (self.workdir / d).mkdir(exist_ok=True)
         text = (CONFIG_DIR / "ejabberd.yml.in").read_text()
+        includes = []
+        for domain, name in DEPLOY_SNIPPETS.items():
+            snippet = self.workdir / f"{name}.yml"
+            snippet.write_text(deploy_snippet("ejabberd", domain, self.component_ports[domain]))
+            includes.append(f"  - {json.dumps(str(snippet))}")
         text = (text.replace("__C2S_PORT__", str(self.c2s_port))
                     .replace("__COMPONENT_PORT__", str(self.component_port))
-                    .replace("__HTTP_PORT__", str(self.http_port)))
+                    .replace("__HTTP_PORT__", str(self.http_port))
+                    .replace("__COMPONENT_INCLUDES__", "\n".join(includes)))
         self.config_path.write_text(text)
         inetrc = self.workdir / "inetrc"
         if Path("/etc/ejabberd/inetrc").exists():

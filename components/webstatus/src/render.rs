@@ -15,18 +15,25 @@ use sha2::{Digest, Sha256};
 
 use crate::view::View;
 
+/// Width and height (CSS pixels) of the iframe the READMEs and the index page recommend:
+/// one line of 14 px text is about 25 px high with the padding; 32 leaves room for fonts
+/// with taller glyphs (emoji). tests/test_webstatus_embed.py renders it in Chromium.
+pub const IFRAME_SIZE: (u32, u32) = (260, 32);
+
 /// Longest status text on the SVG badge, in characters.
 const BADGE_STATUS_CHARS: usize = 48;
 
-/// The snippet's stylesheet (pinned by hash in the CSP).
+/// The snippet's stylesheet (pinned by hash in the CSP). One line whatever the status: the
+/// show text stays whole, a long status message or address ends in an ellipsis (the address
+/// gives up its room first), so the documented iframe size ([`IFRAME_SIZE`]) never clips.
 pub const SNIPPET_STYLE: &str = "html,body{margin:0;padding:0;background:transparent}\
 body{font:14px/1.4 system-ui,-apple-system,\"Segoe UI\",Roboto,Helvetica,Arial,sans-serif;color:#1f2328}\
-.ws{display:flex;align-items:center;flex-wrap:wrap;gap:.45em;padding:.2em .35em}\
+.ws{display:flex;align-items:center;gap:.45em;padding:.2em .35em;white-space:nowrap;overflow:hidden}\
 .dot{flex:none;width:.75em;height:.75em;border-radius:50%;background:#8c959f}\
 .ws-chat .dot,.ws-available .dot{background:#2da44e}.ws-away .dot{background:#bf8700}\
 .ws-xa .dot{background:#bc4c00}.ws-dnd .dot{background:#cf222e}.ws-unknown .dot{background:#afb8c1}\
-.show{font-weight:600}.status{color:#59636e;overflow-wrap:anywhere}\
-.jid{color:#59636e;font-size:.9em}[hidden]{display:none!important}";
+.show{flex:none;font-weight:600}.status,.jid{min-width:0;overflow:hidden;text-overflow:ellipsis;color:#59636e}\
+.jid{flex-shrink:100;font-size:.9em}[hidden]{display:none!important}";
 
 /// The snippet's live-update script (pinned by hash in the CSP): Server-Sent Events from
 /// `<page>/events`, and a reload every minute when they are unavailable.
@@ -257,6 +264,7 @@ pub const NOT_FOUND: &str = "Not found\n";
 pub fn index(domain: &str, public_url: &str) -> String {
     let d = escape(domain);
     let u = escape(public_url);
+    let (w, h) = IFRAME_SIZE;
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -274,8 +282,8 @@ pub fn index(domain: &str, public_url: &str) -> String {
          your address is never part of it. Your status message and address are shown only \
          if you switch them on. <a href=\"xmpp:{d}?unregister\">Unregister</a> at any time.</p>\
          <h2>Embed</h2>\
-         <pre>&lt;iframe src=\"{u}/status/TOKEN\" width=\"260\" height=\"32\" \
-         style=\"border:0\"&gt;&lt;/iframe&gt;\n\
+         <pre>&lt;iframe src=\"{u}/status/TOKEN\" width=\"{w}\" height=\"{h}\" \
+         style=\"border:0\" title=\"XMPP status\"&gt;&lt;/iframe&gt;\n\
          &lt;img src=\"{u}/status/TOKEN.svg\" alt=\"XMPP status\"&gt;\n\
          {u}/status/TOKEN.json\n{u}/status/TOKEN.txt</pre>\
          </body></html>\n"

@@ -30,7 +30,7 @@ pub fn router(app: App, reprobe_every: Option<Duration>) -> Router {
     let (get_app, set_app, presence_app, message_app, probe_app) =
         (app.clone(), app.clone(), app.clone(), app.clone(), app);
     Router::new()
-        .identity("component", "presence", "web presence")
+        .identity("component", "presence", "Web presence")
         .software("xmpp-webstatus", env!("CARGO_PKG_VERSION"))
         .iq_get("query", NS_REGISTER, move |_, request| {
             register_get(get_app.clone(), request)

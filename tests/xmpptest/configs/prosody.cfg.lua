@@ -50,19 +50,11 @@ allow_registration = true                -- clients may also register themselves
 
 VirtualHost "localhost"
 
--- XEP-0114 external components. A second connection for the same name is refused
--- with <conflict/> ("kick_new", the default) unless component_conflict_resolve = "kick_old".
-Component "echo.localhost"
-	component_secret = "echo-secret"
-
-Component "pong.localhost"
-	component_secret = "pong-secret"
-	component_conflict_resolve = "kick_old"  -- a new connection replaces the old one
-
-Component "webstatus.localhost"
-	component_secret = "webstatus-secret"
-
 -- Harness only: the readiness probe does its component handshake as this name,
 -- so it never competes with (or gets <conflict/> from) a component under test.
 Component "probe.localhost"
 	component_secret = "probe-secret"
+
+-- The components: the deploy snippets themselves (deploy/prosody/*.cfg.lua, with the test
+-- domain and secrets), copied next to this file by the harness, as Debian's conf.d/.
+Include "components/*.cfg.lua"
