@@ -21,7 +21,7 @@ import pytest
 
 from xmpptest.ci import missing
 from xmpptest.component import REPO_ROOT
-from xmpptest.pong import PONG, free_port, http_get, http_json, pong_args, pong_binary_path
+from xmpptest.pong import NS, PONG, free_port, http_get, http_json, player, pong_args, pong_binary_path
 from xmpptest.webstatus import chromium_path
 
 PONG_BROWSER_DIR = REPO_ROOT / "tests" / "browser" / "pong"
@@ -150,3 +150,46 @@ async def test_wrong_password_full_game_watching_and_a_player_leaving(web, brows
     board = await http_json(web.http_port, "/leaderboard.json")
     assert {row["name"]: (row["wins"], row["losses"]) for row in board} == {
         "alice@…": (1, 0), "bob@…": (0, 1)}, board
+
+
+# -- the XMPP side of the web client's features (no browser) -------------------------------------------
+async def test_a_chat_message_to_the_game_server_gets_the_web_clients_address(web):
+    web.start()
+    async with player(web.server, "alice") as alice:
+        reply = await alice.send_message_and_wait(PONG, "hello? how do I play?")
+        assert reply["type"] == "chat", reply
+        body = reply["body"]
+        assert web.base in body and f"{web.base}?game=" in body and f"{web.base}leaderboard" in body, body
+        assert "playercheckingin" in body and f"NAME@{PONG}" in body, body
+        # A named game's address answers too, from that address.
+        reply = await alice.send_message_and_wait(f"friday@{PONG}", "hi")
+        assert web.base in reply["body"]
+    # The leaderboard page links to the client.
+    _, html = await asyncio.to_thread(http_get, web.http_port, "/leaderboard")
+    assert 'href="/"' in html
+
+
+async def test_a_check_in_sets_the_nickname_and_the_address_opt_in(web):
+    web.start()
+    async with player(web.server, "alice") as alice, player(web.server, "bob") as bob:
+        game = f"sunday@{PONG}"
+        alice.send_presence(game)
+        alice.send_raw(f"<message to='{game}'><pong xmlns='{NS}'><action>playercheckingin</action>"
+                       f"<showjid>true</showjid></pong>"
+                       f"<nick xmlns='http://jabber.org/protocol/nick'> Ally &lt;3 </nick></message>")
+        await alice.wait_pong("dimensions")
+        bob.send_presence(game)
+        bob.send_raw(f"<message to='{game}'><pong xmlns='{NS}'><action>playercheckingin</action></pong>"
+                     f"<nick xmlns='http://jabber.org/protocol/nick'>bob@evil.example</nick></message>")
+        await bob.wait_pong("dimensions")
+        await alice.wait_pong("scoreupdate")
+        bob.send_action(PONG, "leave")
+        over = await alice.wait_pong("gameOver")
+        assert over.fields["player1jid"] == "alice@localhost" and over.fields["player2jid"] == "bob@localhost"
+    board = await http_json(web.http_port, "/leaderboard.json")
+    assert {row["name"]: row.get("jid") for row in board} == {
+        "Ally <3": "alice@localhost",      # a nickname, and she opted in to her address
+        "bob@…": None,                     # a nickname that looks like an address is refused
+    }, board
+    _, html = await asyncio.to_thread(http_get, web.http_port, "/leaderboard")
+    assert "Ally &lt;3 (alice@localhost)" in html and "bob@evil" not in html

@@ -20,6 +20,7 @@ let me = null; // bare JID
 let game = null;
 let lastSent = null;
 let sentPaddles = 0;
+let frames = 0;
 let joinTimer = null;
 let lastRequest = { name: "", spectator: false };
 let lastFrame = performance.now();
@@ -33,6 +34,12 @@ const input = new PaddleInput($("pong"), (clientY) => {
 
 function say(text) {
   $("alert").textContent = text ?? "";
+  relayout();
+}
+
+/** Fits the canvas again after something above it appeared or went. */
+function relayout() {
+  if (game && !$("game-screen").hidden) view.fit(game.field);
 }
 
 function screen(name) {
@@ -87,7 +94,7 @@ function setup() {
     leaveGame();
     session?.close();
   });
-  window.addEventListener("resize", () => view.fit(game?.field));
+  window.addEventListener("resize", relayout);
   screen("login");
   requestAnimationFrame(frame);
 }
@@ -259,7 +266,7 @@ function showEnding() {
   $("result").hidden = false;
   $("controls").hidden = true;
   $("info").textContent = "";
-  if (end.alert) say(end.alert);
+  say(end.alert);
 }
 
 function onClosed(which, error) {
@@ -274,6 +281,7 @@ function onClosed(which, error) {
 }
 
 function frame(now) {
+  frames++;
   const dt = Math.min(0.1, Math.max(0, (now - lastFrame) / 1000));
   lastFrame = now;
   if (game?.field) {
@@ -310,6 +318,7 @@ window.xmppong = Object.freeze({
       ball: game?.ball.at(now) ?? null,
       received: game ? { ...game.received } : null,
       sentPaddles,
+      frames,
       over: game?.over ?? null,
     };
   },

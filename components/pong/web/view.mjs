@@ -15,7 +15,9 @@ export class View {
   fit(field) {
     const ratio = field ? field.width / field.height : 4 / 3;
     const box = this.canvas.parentElement.getBoundingClientRect();
-    const maxHeight = Math.max(160, window.innerHeight - this.canvas.getBoundingClientRect().top - 16);
+    // Leave room below for one line of controls.
+    const top = this.canvas.getBoundingClientRect().top + window.scrollY;
+    const maxHeight = Math.max(160, window.innerHeight - top - 56);
     const width = Math.max(200, Math.min(box.width, maxHeight * ratio));
     this.canvas.style.width = `${Math.floor(width)}px`;
     this.canvas.style.height = `${Math.floor(width / ratio)}px`;
@@ -90,13 +92,14 @@ export class View {
     }
 
     if (state.phase === "waiting" || state.phase === "over") {
-      c.fillStyle = "rgba(255,255,255,0.8)";
-      c.fillRect(0, f.height / 2 - 40, f.width, 80);
-      c.fillStyle = "#1f2328";
-      c.textAlign = "center";
-      c.font = "28px system-ui, Arial, sans-serif";
       const text = state.phase === "waiting" ? "Waiting for an opponent…" : `Game over ${scoreText(state)}`;
-      c.fillText(text, f.width / 2, f.height / 2 + 10);
+      c.font = "28px system-ui, Arial, sans-serif";
+      const width = c.measureText(text).width + 48;
+      c.fillStyle = "rgba(31,35,40,0.85)";
+      c.fillRect((f.width - width) / 2, f.height / 2 - 30, width, 56);
+      c.fillStyle = "#ffffff";
+      c.textAlign = "center";
+      c.fillText(text, f.width / 2, f.height / 2 + 8);
     }
   }
 }

@@ -132,12 +132,18 @@ async function match() {
 
   // 2. ArrowUp on bob's page moves bob's paddle on alice's page.
   const start = a.paddles[1];
+  const pressed = await snapshot(bob);
   await bob.page.keyboard.down("ArrowUp");
   const moved = await until(alice, (y0) => window.xmppong.snapshot().paddles[1] < y0 - 60, start);
   await bob.page.keyboard.up("ArrowUp");
-  const bobSent = (await snapshot(bob)).sentPaddles;
-  assert.ok(bobSent > 0, "bob's page sent paddle positions");
-  step("arrow up", { before: start, after: moved.paddles[1], bobSent });
+  const released = await snapshot(bob);
+  const sent = released.sentPaddles - pressed.sentPaddles;
+  assert.ok(sent > 0, "bob's page sent paddle positions");
+  assert.ok(sent <= released.frames - pressed.frames + 1, `at most one update per frame: ${sent} sent`);
+  // Nothing changes now: after 15 more frames (the sentinel), nothing more was sent.
+  const later = await until(bob, (f) => window.xmppong.snapshot().frames >= f + 15, released.frames);
+  assert.equal(later.sentPaddles, released.sentPaddles, "no update while the paddle stands still");
+  step("arrow up", { before: start, after: moved.paddles[1], sent, frames: released.frames - pressed.frames });
   const during = [await shoot(alice, "playing"), await shoot(bob, "playing")];
 
   // 3. Both keep their paddles away: a point is scored; both statuses show it.
