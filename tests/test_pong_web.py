@@ -25,7 +25,7 @@ from xmpptest.pong import NS, PONG, free_port, http_get, http_json, player, pong
 from xmpptest.webstatus import chromium_path
 
 PONG_BROWSER_DIR = REPO_ROOT / "tests" / "browser" / "pong"
-USERS = {"alice": "alicepw", "bob": "bobpw", "carol": "carolpw"}
+USERS = {"alice": "alicepw", "bob": "bobpw", "carol": "carolpw", "dave": "davepw"}
 # Quick games: two points win, a short pause before each serve.
 FAST = dict(points_to_win=2, ball_speed=600, serve_delay=0.3)
 
@@ -52,7 +52,8 @@ def pong_bin():
 
 @pytest.fixture(scope="module")
 def players(server):
-    server.register_user("carol", USERS["carol"])
+    for user in ("carol", "dave"):
+        server.register_user(user, USERS[user])
     return server
 
 
@@ -90,7 +91,7 @@ def screenshot_dir(server) -> Path:
 async def run_browser(scenario: str, web: WebPong, chromium: str, game: str, timeout: float = 90) -> tuple[dict, list]:
     """Runs one scenario of pong_e2e.mjs; returns its final observations and every event."""
     config = dict(scenario=scenario, base=web.base, game=game, users=USERS, chromium=chromium,
-                  shots=str(screenshot_dir(web.server)), closedPort=free_port())
+                  shots=str(screenshot_dir(web.server)), closedPort=free_port(), websocket=web.websocket)
     proc = await asyncio.create_subprocess_exec(
         "node", str(PONG_BROWSER_DIR / "pong_e2e.mjs"), json.dumps(config), cwd=str(PONG_BROWSER_DIR),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -138,7 +139,7 @@ async def test_two_browsers_play_a_game_to_the_end(web, browser_tools):
 
 
 async def test_wrong_password_full_game_watching_and_a_player_leaving(web, browser_tools):
-    """Point 5 (and an unreachable server), point 6."""
+    """Point 5 (and an unreachable server), point 6, and a connection lost mid-game."""
     web.start()
     result, _ = await run_browser("trouble", web, browser_tools, game="saturday")
     assert "Cannot reach the XMPP server" in result["unreachable"], result
@@ -147,9 +148,11 @@ async def test_wrong_password_full_game_watching_and_a_player_leaving(web, brows
     assert result["watching"] is True, result
     assert "opponent left" in result["left"] and "bob@localhost" in result["left"], result
     assert result["aliceEnd"].startswith("You won"), result
+    assert "Connection lost during the game" in result["lost"], result
+    assert "opponent left" in result["aliceAgain"] and "dave@localhost" in result["aliceAgain"], result
     board = await http_json(web.http_port, "/leaderboard.json")
     assert {row["name"]: (row["wins"], row["losses"]) for row in board} == {
-        "alice@…": (1, 0), "bob@…": (0, 1)}, board
+        "alice@…": (2, 0), "bob@…": (0, 1), "dave@…": (0, 1)}, board
 
 
 # -- the XMPP side of the web client's features (no browser) -------------------------------------------

@@ -5,13 +5,15 @@
 //   node pong_e2e.mjs '{"scenario": "match" | "trouble", "base": "http://127.0.0.1:PORT/",
 //                       "game": "friday", "users": {"alice": "alicepw", ...},
 //                       "shots": DIR, "chromium": "/usr/bin/chromium",
-//                       "closedPort": a local port nothing listens on}'
+//                       "closedPort": a local port nothing listens on,
+//                       "websocket": "ws://127.0.0.1:PORT/xmpp-websocket" (the XMPP server's)}'
 //
 // stdout: one JSON object per line, {"event": "step", ...} as the scenario goes, then
 // {"event": "done", ...observations} or {"event": "fail", "message": ...}. The page is read
 // through its accessible names and its test hook window.xmppong.snapshot() (what it
 // received from the server), never through fixed sleeps.
 import assert from "node:assert/strict";
+import net from "node:net";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
@@ -99,6 +101,36 @@ async function dodge(who, stop) {
     await who.page.mouse.move(box.x + box.width / 2, y);
     await who.page.waitForTimeout(40);
   }
+}
+
+/**
+ * A TCP relay to the XMPP server's WebSocket port that the test can cut, like a network
+ * failure: a page connected through it (`?ws=`) loses its connection mid-game.
+ */
+async function relay() {
+  const target = new URL(config.websocket);
+  const sockets = new Set();
+  const server = net.createServer((down) => {
+    const up = net.connect(Number(target.port), target.hostname);
+    for (const s of [down, up]) {
+      sockets.add(s);
+      s.on("error", () => {});
+      s.on("close", () => {
+        down.destroy();
+        up.destroy();
+      });
+    }
+    down.pipe(up);
+    up.pipe(down);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `ws://127.0.0.1:${server.address().port}${target.pathname}`,
+    cut() {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
 }
 
 async function shoot(who, label) {
@@ -206,6 +238,14 @@ async function trouble() {
   await bob.page.getByRole("button", { name: "Play with a friend", exact: true }).click();
   await Promise.all([phase(alice, "playing"), phase(bob, "playing")]);
 
+  // Watching a game that does not exist says so.
+  const gameName = carol.page.getByLabel("Game name", { exact: true });
+  await gameName.fill("nosuchgame");
+  await carol.page.getByRole("button", { name: "Watch", exact: true }).click();
+  const noGame = await alertContaining(carol, "There is no game called nosuchgame");
+  await gameName.fill(config.game);
+  step("no such game", { alert: noGame });
+
   // 5b. A third player is told the game is full, and can watch it instead.
   await carol.page.getByRole("button", { name: "Play with a friend", exact: true }).click();
   const full = await alertContaining(carol, "is full");
@@ -227,7 +267,23 @@ async function trouble() {
   await shoot(alice, "opponent-left");
   await shoot(carol, "spectator-end");
   step("opponent left", { alert: left, headline: aliceEnd, spectator: carolSaw });
-  return { unreachable, wrong, full, watching: watching.spectator, left, aliceEnd, carolSaw };
+
+  // The connection of a player is lost mid-game (through a relay that is then cut): that
+  // page says so, and the other is told the opponent left.
+  const link = await relay();
+  const dave = await person("dave", `?game=${config.game}&ws=${link.url}`);
+  await loggedIn(dave);
+  await alice.page.getByRole("button", { name: "Play again", exact: true }).click();
+  await phase(alice, "waiting");
+  await dave.page.getByRole("button", { name: "Play with a friend", exact: true }).click();
+  await Promise.all([phase(alice, "playing"), phase(dave, "playing")]);
+  link.cut();
+  const lost = await alertContaining(dave, "Connection lost during the game");
+  await dave.page.getByRole("button", { name: "Log in", exact: true }).waitFor();
+  const aliceAgain = await alertContaining(alice, "opponent left the game (dave@localhost)");
+  await shoot(dave, "connection-lost");
+  step("connection lost", { alert: lost, other: aliceAgain });
+  return { unreachable, wrong, full, watching: watching.spectator, left, aliceEnd, carolSaw, lost, aliceAgain };
 }
 
 let code = 0;
