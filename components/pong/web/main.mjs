@@ -14,11 +14,16 @@ const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content ?
 const config = { websocket: meta("xmppong-websocket"), domain: meta("xmppong-domain") };
 const params = new URLSearchParams(location.search);
 const JOIN_TIMEOUT_MS = 10000;
+// The server moves paddles once per tick (30 Hz by default) towards the latest request, so
+// sending more often is wasted (docs/pong-protocol.md 5.2); on a 60-144 Hz display this
+// halves to quarters the traffic (and stays far below the server's flood limit).
+const PADDLE_INTERVAL_MS = 1000 / 30;
 
 let session = null;
 let me = null; // bare JID
 let game = null;
 let lastSent = null;
+let lastSentAt = 0;
 let sentPaddles = 0;
 let frames = 0;
 let joinTimer = null;
@@ -288,10 +293,11 @@ function frame(now) {
     if (game.side !== null && game.phase === "playing") {
       const f = game.field;
       game.target = input.next(game.target, f.paddleHeight, paddleMax(game), dt);
-      // At most one paddle update per frame, and only when the request changed.
-      if (game.target !== lastSent && session) {
+      // At most one paddle update per frame (and per server tick), only when the request changed.
+      if (game.target !== lastSent && session && now - lastSentAt >= PADDLE_INTERVAL_MS - 2) {
         session.send(protocol.paddle(config.domain, game.target));
         lastSent = game.target;
+        lastSentAt = now;
         sentPaddles++;
       }
       stepOwnPaddle(game, dt);
@@ -319,6 +325,8 @@ window.xmppong = Object.freeze({
       received: game ? { ...game.received } : null,
       sentPaddles,
       frames,
+      time: now,
+      traffic: session ? { ...session.traffic } : null,
       over: game?.over ?? null,
     };
   },

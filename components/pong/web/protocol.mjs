@@ -29,8 +29,8 @@ const hints = () => [
   xml("no-copy", { xmlns: NS_HINTS }),
 ];
 
-function message(to, id, pongChildren, extra = []) {
-  return xml("message", { xmlns: NS_CLIENT, to, id }, xml("pong", { xmlns: NS }, pongChildren), extra, hints());
+function message(to, id, pongChildren, extra = [], withHints = true) {
+  return xml("message", { xmlns: NS_CLIENT, to, id }, xml("pong", { xmlns: NS }, pongChildren), extra, withHints && hints());
 }
 
 /** Directed presence to the game: going offline then reaches the game as `unavailable`. */
@@ -61,9 +61,13 @@ export function leave(to, id) {
   return message(to, id, [xml("action", {}, "leave")]);
 }
 
-/** `paddleposition`: where the player wants their paddle's top edge, one decimal. */
+/**
+ * `paddleposition`: where the player wants their paddle's top edge, one decimal. The one
+ * high-rate message a player sends, so it is kept small: no id, no hints (a message without
+ * a body is neither archived nor copied to other clients anyway).
+ */
 export function paddle(to, y) {
-  return message(to, undefined, [xml("action", {}, "paddleposition"), xml("y", {}, y.toFixed(1))]);
+  return message(to, undefined, [xml("action", {}, "paddleposition"), xml("y", {}, y.toFixed(1))], [], false);
 }
 
 function number(fields, name) {

@@ -85,6 +85,7 @@ export class Session extends EventTarget {
     this.waiter = null;
     this.pending = new Map();
     this.pinger = null;
+    this.traffic = { framesIn: 0, charsIn: 0, framesOut: 0, charsOut: 0 };
   }
 
   /** Connects and logs in; resolves with the full JID bound. Rejects with an XmppError. */
@@ -111,7 +112,12 @@ export class Session extends EventTarget {
 
   /** Sends one stanza (Markup from xml()). */
   send(markup) {
-    if (this.ws && this.ws.readyState === 1) this.ws.send(String(markup));
+    if (this.ws && this.ws.readyState === 1) {
+      const text = String(markup);
+      this.ws.send(text);
+      this.traffic.framesOut++;
+      this.traffic.charsOut += text.length;
+    }
   }
 
   /** Sends an IQ and resolves with the reply element (result or error). */
@@ -170,6 +176,8 @@ export class Session extends EventTarget {
 
   #frame(text) {
     if (typeof text !== "string") return;
+    this.traffic.framesIn++;
+    this.traffic.charsIn += text.length;
     const el = this.parse(text);
     if (!el) {
       this.#end(new XmppError("protocol", "The XMPP server sent something that is not XML."));

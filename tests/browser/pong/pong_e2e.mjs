@@ -172,14 +172,22 @@ async function match() {
   const sent = released.sentPaddles - pressed.sentPaddles;
   assert.ok(sent > 0, "bob's page sent paddle positions");
   assert.ok(sent <= released.frames - pressed.frames + 1, `at most one update per frame: ${sent} sent`);
-  // Nothing changes now: after 15 more frames (the sentinel), nothing more was sent.
-  const later = await until(bob, (f) => window.xmppong.snapshot().frames >= f + 15, released.frames);
-  assert.equal(later.sentPaddles, released.sentPaddles, "no update while the paddle stands still");
-  step("arrow up", { before: start, after: moved.paddles[1], sent, frames: released.frames - pressed.frames });
+  const perSecond = (sent - 1) / ((released.time - pressed.time) / 1000);
+  assert.ok(perSecond <= 31, `at most one update per server tick: ${perSecond.toFixed(1)}/s`);
+  // The last request goes out within a tick; then, standing still, nothing more is sent:
+  // 15 more frames (the sentinel) pass without an update.
+  const settled = await until(bob, (t) => window.xmppong.snapshot().time >= t + 100, released.time);
+  const later = await until(bob, (f) => window.xmppong.snapshot().frames >= f + 15, settled.frames);
+  assert.equal(later.sentPaddles, settled.sentPaddles, "no update while the paddle stands still");
+  step("arrow up", {
+    before: start, after: moved.paddles[1], sent, frames: released.frames - pressed.frames,
+    ms: Math.round(released.time - pressed.time),
+  });
   const during = [await shoot(alice, "playing"), await shoot(bob, "playing")];
 
   // 3. Both keep their paddles away: a point is scored; both statuses show it.
   let stop = false;
+  const trafficFrom = await snapshot(alice);
   const dodging = Promise.all([dodge(alice, async () => stop), dodge(bob, async () => stop)]);
   await until(alice, () => window.xmppong.snapshot().score.some((n) => n > 0));
   await until(bob, () => window.xmppong.snapshot().score.some((n) => n > 0));
@@ -194,6 +202,12 @@ async function match() {
   await Promise.all([phase(alice, "over"), phase(bob, "over")]);
   stop = true;
   await dodging;
+  // What one player's connection carried while playing (both paddles moving all the time).
+  const trafficTo = await snapshot(alice);
+  const seconds = (trafficTo.time - trafficFrom.time) / 1000;
+  const rate = (key) => Math.round((trafficTo.traffic[key] - trafficFrom.traffic[key]) / seconds);
+  step("traffic", { seconds: Number(seconds.toFixed(1)), framesInPerSec: rate("framesIn"),
+    charsInPerSec: rate("charsIn"), framesOutPerSec: rate("framesOut"), charsOutPerSec: rate("charsOut") });
   const headline = async (who) =>
     (await who.page.locator("#result-headline").textContent()).trim();
   const detail = async (who) => (await who.page.locator("#result-detail").textContent()).trim();

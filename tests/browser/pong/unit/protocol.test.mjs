@@ -53,6 +53,9 @@ test("paddle, spectate, leave and directed presence", () => {
   assert.equal(pongChild(paddle, "action"), "paddleposition");
   assert.equal(pongChild(paddle, "y"), "212.5");
   assert.equal(paddle.getAttribute("id"), null, "high-rate messages need no id");
+  assert.equal(paddle.children.length, 1, "and no hints: just the payload");
+  const bytes = String(protocol.paddle("pong.localhost", 212.46)).length;
+  assert.ok(bytes < 160, `${bytes} bytes`);
   const watch = parseXml(String(protocol.spectate("friday@pong.localhost", "w1")));
   assert.equal(pongChild(watch, "action"), "spectate");
   assert.equal(pongChild(parseXml(String(protocol.leave("pong.localhost"))), "action"), "leave");
