@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::header::{self, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,7 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/leaderboard", get(leaderboard_html))
         .route("/leaderboard.json", get(leaderboard_json))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::map_response(with_safe_headers))
         .with_state(state)
 }
 
@@ -71,14 +72,14 @@ impl IntoResponse for AppError {
             AppError::BadMax => StatusCode::BAD_REQUEST,
             AppError::NotFound => StatusCode::NOT_FOUND,
         };
-        let mut response = (status, self.to_string()).into_response();
-        safe_headers(response.headers_mut());
-        response
+        (status, self.to_string()).into_response()
     }
 }
 
-/// Headers on every response: no MIME sniffing, no referrer leaks, revalidate.
-fn safe_headers(headers: &mut HeaderMap) {
+/// Headers on every response (errors and extractor rejections included): no MIME
+/// sniffing, no referrer leaks, revalidate.
+async fn with_safe_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -88,6 +89,7 @@ fn safe_headers(headers: &mut HeaderMap) {
         HeaderValue::from_static("no-referrer"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// An HTML page with its CSP and no framing.
@@ -102,17 +104,20 @@ fn html_page(body: String, csp: &str) -> Response {
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
     headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    safe_headers(headers);
     response
 }
 
-#[derive(Debug, Deserialize)]
-struct IndexQuery {
-    ws: Option<String>,
-}
-
-async fn index(State(state): State<AppState>, Query(query): Query<IndexQuery>) -> Response {
-    let page = state.web.page(query.ws.as_deref());
+/// The page's query, read leniently (any parameter, repeated or not): it is the page's
+/// business; only `ws` matters here, for the CSP.
+async fn index(
+    State(state): State<AppState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let ws = query
+        .iter()
+        .find(|(k, _)| k == "ws")
+        .map(|(_, v)| v.as_str());
+    let page = state.web.page(ws);
     html_page(page.html, &page.csp)
 }
 
@@ -124,7 +129,6 @@ async fn asset(Path(name): Path<String>) -> Result<Response, AppError> {
         header::CONTENT_TYPE,
         HeaderValue::from_static(asset.content_type),
     );
-    safe_headers(headers);
     Ok(response)
 }
 
@@ -176,9 +180,7 @@ async fn leaderboard_json(
     State(state): State<AppState>,
     Query(rows): Query<Rows>,
 ) -> Result<Response, AppError> {
-    let mut response = Json(public_rows(&state, rows.limit()?)).into_response();
-    safe_headers(response.headers_mut());
-    Ok(response)
+    Ok(Json(public_rows(&state, rows.limit()?)).into_response())
 }
 
 async fn leaderboard_html(
@@ -189,10 +191,8 @@ async fn leaderboard_html(
     Ok(html_page(render(&rows), PLAIN_PAGE_CSP))
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    let mut response = Json(state.metrics.snapshot()).into_response();
-    safe_headers(response.headers_mut());
-    response
+async fn metrics(State(state): State<AppState>) -> Json<crate::metrics::Snapshot> {
+    Json(state.metrics.snapshot())
 }
 
 /// The leaderboard page.
@@ -244,6 +244,7 @@ mod tests {
     use crate::leaderboard::{GameResult, MemoryStore};
     use crate::profiles::ProfileUpdate;
     use axum::body::Body;
+    use axum::http::HeaderMap;
     use axum::http::Request;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
@@ -334,8 +335,12 @@ mod tests {
             .to_str()
             .expect("csp");
         assert!(csp.starts_with("default-src 'none'") && !csp.contains("unsafe"));
-        let (status, _) = get("/leaderboard.json?max=0").await;
+        let (status, headers, _) = get_response("/leaderboard.json?max=0").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let (status, headers, _) = get_response("/leaderboard?max=abc").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "an extractor's rejection");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
         let (status, metrics) = get("/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(metrics.contains("tick_lateness_p99_ms"));
@@ -352,6 +357,8 @@ mod tests {
             .expect("csp");
         assert!(csp.contains(&format!("connect-src {};", web::DEFAULT_WEBSOCKET_URL)));
         assert!(csp.contains("script-src 'self';") && !csp.contains("unsafe"));
+        let (status, _, _) = get_response("/?ws=a&ws=b&game=%3Cx%3E&x").await;
+        assert_eq!(status, StatusCode::OK, "any query is the page's business");
         let (_, headers, _) = get_response("/?ws=wss://chat.example.org/ws").await;
         let csp = headers[header::CONTENT_SECURITY_POLICY]
             .to_str()

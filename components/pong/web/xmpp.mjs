@@ -276,7 +276,9 @@ export class Session extends EventTarget {
         "insecure",
         offered.includes("PLAIN")
           ? "This server would need your password sent in the clear over an unencrypted connection; use a wss:// address."
-          : `No login method in common with the server (it offers ${offered.join(", ") || "none"}).`,
+          : offered.length === 0
+            ? "The XMPP server offers no way to log in over this connection; it may require an encrypted one (wss://)."
+            : `No login method in common with the server (it offers ${offered.join(", ")}).`,
       );
     }
     const auth = (payload) => xml("auth", { xmlns: NS_SASL, mechanism }, payload);

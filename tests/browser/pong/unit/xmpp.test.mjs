@@ -122,6 +122,15 @@ test("PLAIN is refused over an unencrypted connection to another machine", async
     (e) => e.kind === "insecure" && /wss:\/\//.test(e.message));
   assert.ok(!sockets[0].sent.some((f) => f.localName === "auth"), "the password was never sent");
   assert.ok(plainAllowed("wss://xmpp.example.org/ws") && plainAllowed("ws://localhost:5280/x"));
+  // Prosody with c2s_require_encryption over ws:// offers no mechanism at all.
+  const none = fakeSocket((frame, ws) => {
+    if (frame.localName === "open") {
+      ws.reply(OPEN);
+      ws.reply(mechanisms());
+    }
+  });
+  await assert.rejects(session(none.FakeWebSocket).login("alice@localhost", "alicepw"),
+    (e) => e.kind === "insecure" && /no way to log in over this connection/.test(e.message));
   assert.ok(!plainAllowed("ws://10.0.0.1/ws"));
 });
 
