@@ -28,6 +28,7 @@ let sentPaddles = 0;
 let frames = 0;
 let joinTimer = null;
 let lastRequest = { name: "", spectator: false };
+let joinId = null;
 let lastFrame = performance.now();
 
 const view = new View($("pong"));
@@ -164,6 +165,7 @@ function join(name, spectator) {
   game = newGame(name, { spectator });
   lastSent = null;
   const id = `join-${Date.now().toString(36)}`;
+  joinId = id;
   session.send(protocol.presenceTo(to));
   session.send(
     spectator
@@ -238,6 +240,8 @@ function onError(event) {
   const name = game.name || "matchmaking";
   const text = event.text ? ` (${event.text})` : "";
   if (event.action === "paddleposition") return; // the game goes on; the next frame corrects it
+  // A refusal of an earlier check-in (the player has moved on since) is old news.
+  if ((event.action === "playercheckingin" || event.action === "spectate") && event.id !== joinId) return;
   let message;
   switch (event.condition) {
     case "conflict":
