@@ -4,7 +4,9 @@
 #      systemd-analyze), nginx and openssl when a binary is missing;
 #   2. creates <repo>/.venv and pip-installs tests/requirements.txt;
 #   3. cargo build --workspace --bins, then cargo test --workspace (Rust unit tests);
-#   4. pytest tests -v (integration tests against real Prosody and ejabberd on loopback).
+#   3b. node --test: unit tests of the XMPPong web client's modules (components/pong/web);
+#   4. pytest tests -v (integration tests against real Prosody and ejabberd on loopback,
+#      browser tests in Debian's headless Chromium).
 # Every stage runs even when an earlier one failed (so one run shows all problems);
 # the exit status is non-zero when any stage failed.
 # Environment: CI=true turns "server/binary missing" skips into failures (see tests/conftest.py);
@@ -69,11 +71,12 @@ log "pip install -r tests/requirements.txt"
   || die "pip install failed"
 
 # ---------------------------------------------------------------- 2b. browser test deps
-BROWSER_DIR="$REPO/tests/browser/webstatus"
-if [ ! -d "$BROWSER_DIR/node_modules/playwright-core" ]; then
-  log "npm ci in tests/browser/webstatus (playwright-core; the browser is Debian's chromium)"
-  npm ci --prefix "$BROWSER_DIR" --no-audit --no-fund || die "npm ci failed"
-fi
+for BROWSER_DIR in "$REPO/tests/browser/webstatus" "$REPO/tests/browser/pong"; do
+  if [ ! -d "$BROWSER_DIR/node_modules/playwright-core" ]; then
+    log "npm ci in ${BROWSER_DIR#"$REPO"/} (playwright-core; the browser is Debian's chromium)"
+    npm ci --prefix "$BROWSER_DIR" --no-audit --no-fund || die "npm ci failed"
+  fi
+done
 
 # ---------------------------------------------------------------- 3. Rust
 failed=()
@@ -84,6 +87,9 @@ cargo build --workspace --bins || failed+=("cargo build")
 
 log "cargo test --workspace"
 cargo test --workspace || failed+=("cargo test")
+
+log "node --test tests/browser/pong/unit (the XMPPong web client's modules)"
+node --test "$REPO/tests/browser/pong/unit/" || failed+=("node --test")
 
 # ---------------------------------------------------------------- 4. integration tests
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then

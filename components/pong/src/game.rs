@@ -535,6 +535,10 @@ impl Game {
             winner,
             score: self.score,
             reason: outcome.reason,
+            players: self
+                .players
+                .each_ref()
+                .map(|p| p.as_ref().map(|p| p.bare.clone())),
         };
         for jid in self.recipients() {
             let stanza = protocol::game_over(&jid, &over);

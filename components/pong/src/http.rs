@@ -1,21 +1,30 @@
-//! The HTTP side (`--http ADDR`): the leaderboard as HTML and JSON, and the server's
-//! counters (including tick lateness) as JSON for monitoring and the benchmark.
+//! The HTTP side (`--http ADDR`): the browser client, the leaderboard as HTML and JSON, and
+//! the server's counters (including tick lateness) as JSON for monitoring and the benchmark.
 //!
+//! - `GET /[?game=NAME][&ws=URL]`: the web client (see [`crate::web`]);
+//! - `GET /app/FILE`: its embedded modules, stylesheet and icon;
 //! - `GET /leaderboard`: an HTML table of the best players;
 //! - `GET /leaderboard.json[?max=N]`: the same rows as JSON;
 //! - `GET /metrics`: [`crate::metrics::Snapshot`] as JSON.
+//!
+//! Players are listed by nickname or masked address, never by full JID unless they opted in
+//! ([`crate::profiles`]). Every response carries `X-Content-Type-Options: nosniff`; HTML
+//! pages a strict Content-Security-Policy, `Referrer-Policy: no-referrer` and no framing.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::header::{self, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::leaderboard::{Entry, ResultStore};
-use crate::metrics::{Metrics, Snapshot};
+use crate::leaderboard::{ResultStore, Stats};
+use crate::metrics::Metrics;
+use crate::profiles::Profiles;
+use crate::web::{self, PLAIN_PAGE_CSP, WebClient, escape};
 
 /// Rows shown when `max` is not given, and the most ever shown.
 const DEFAULT_ROWS: usize = 50;
@@ -28,18 +37,21 @@ pub struct AppState {
     pub store: Arc<dyn ResultStore>,
     /// The counters.
     pub metrics: Arc<Metrics>,
+    /// Nicknames and opt-ins: how players are listed.
+    pub profiles: Arc<Profiles>,
+    /// The browser client's settings.
+    pub web: Arc<WebClient>,
 }
 
 /// The HTTP service: every route, ready for `axum::serve` or `oneshot` in tests.
 pub fn app(state: AppState) -> axum::Router {
     axum::Router::new()
-        .route(
-            "/",
-            get(|| async { axum::response::Redirect::to("/leaderboard") }),
-        )
+        .route("/", get(index))
+        .route("/app/{name}", get(asset))
         .route("/leaderboard", get(leaderboard_html))
         .route("/leaderboard.json", get(leaderboard_json))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::map_response(with_safe_headers))
         .with_state(state)
 }
 
@@ -49,12 +61,104 @@ pub enum AppError {
     /// A query parameter is out of range.
     #[error("max must be a number from 1 to {MAX_ROWS}")]
     BadMax,
+    /// No such file.
+    #[error("not found")]
+    NotFound,
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        (StatusCode::BAD_REQUEST, self.to_string()).into_response()
+        let status = match self {
+            AppError::BadMax => StatusCode::BAD_REQUEST,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+        };
+        (status, self.to_string()).into_response()
     }
+}
+
+/// Headers on every response (errors and extractor rejections included): no MIME
+/// sniffing, no referrer leaks, revalidate.
+async fn with_safe_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// An HTML page with its CSP and no framing.
+fn html_page(body: String, csp: &str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    let csp = HeaderValue::from_str(csp)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// The page's query, read leniently (any parameter, repeated or not): it is the page's
+/// business; only `ws` matters here, for the CSP.
+async fn index(
+    State(state): State<AppState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let ws = query
+        .iter()
+        .find(|(k, _)| k == "ws")
+        .map(|(_, v)| v.as_str());
+    let page = state.web.page(ws);
+    html_page(page.html, &page.csp)
+}
+
+async fn asset(Path(name): Path<String>) -> Result<Response, AppError> {
+    let asset = web::asset(&name).ok_or(AppError::NotFound)?;
+    let mut response = asset.body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    Ok(response)
+}
+
+/// A leaderboard row as the public sees it (see [`crate::profiles`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublicEntry {
+    /// Nickname, else the full address (opted in), else the masked address.
+    pub name: String,
+    /// The full bare JID, only for players who opted in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jid: Option<String>,
+    /// The record.
+    #[serde(flatten)]
+    pub stats: Stats,
+}
+
+fn public_rows(state: &AppState, limit: usize) -> Vec<PublicEntry> {
+    state
+        .store
+        .top(limit)
+        .into_iter()
+        .map(|entry| {
+            let listing = state.profiles.listing(&entry.jid);
+            PublicEntry {
+                name: listing.name,
+                jid: listing.address,
+                stats: entry.stats,
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,46 +179,32 @@ impl Rows {
 async fn leaderboard_json(
     State(state): State<AppState>,
     Query(rows): Query<Rows>,
-) -> Result<Json<Vec<Entry>>, AppError> {
-    Ok(Json(state.store.top(rows.limit()?)))
+) -> Result<Response, AppError> {
+    Ok(Json(public_rows(&state, rows.limit()?)).into_response())
 }
 
 async fn leaderboard_html(
     State(state): State<AppState>,
     Query(rows): Query<Rows>,
-) -> Result<Html<String>, AppError> {
-    let rows = state.store.top(rows.limit()?);
-    Ok(Html(render(&rows)))
+) -> Result<Response, AppError> {
+    let rows = public_rows(&state, rows.limit()?);
+    Ok(html_page(render(&rows), PLAIN_PAGE_CSP))
 }
 
-async fn metrics(State(state): State<AppState>) -> Json<Snapshot> {
+async fn metrics(State(state): State<AppState>) -> Json<crate::metrics::Snapshot> {
     Json(state.metrics.snapshot())
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The leaderboard page.
-pub fn render(rows: &[Entry]) -> String {
+pub fn render(rows: &[PublicEntry]) -> String {
     let mut html = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>XMPPong leaderboard</title>\
-         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
-         td,th{padding:.3em .8em;border-bottom:1px solid #ccc;text-align:right}\
-         td:nth-child(2),th:nth-child(2){text-align:left}</style></head><body>\
-         <h1>XMPPong leaderboard</h1>\n",
+         <link rel=\"stylesheet\" href=\"/app/pong.css\">\
+         <link rel=\"icon\" href=\"/app/icon.svg\"></head><body class=\"board\">\
+         <h1>XMPPong leaderboard</h1>\n\
+         <p><a href=\"/\">Play XMPPong in your browser</a></p>\n",
     );
     if rows.is_empty() {
         html.push_str("<p>No games played yet.</p>\n");
@@ -124,10 +214,14 @@ pub fn render(rows: &[Entry]) -> String {
              <th>points</th><th>against</th></tr></thead><tbody>\n",
         );
         for (rank, row) in rows.iter().enumerate() {
+            let name = match &row.jid {
+                Some(jid) if *jid != row.name => format!("{} ({})", escape(&row.name), escape(jid)),
+                _ => escape(&row.name),
+            };
             html.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                 rank + 1,
-                escape(&row.jid),
+                name,
                 row.stats.wins,
                 row.stats.losses,
                 row.stats.points,
@@ -135,6 +229,10 @@ pub fn render(rows: &[Entry]) -> String {
             ));
         }
         html.push_str("</tbody></table>\n");
+        html.push_str(
+            "<p class=\"note\">Players are listed by the nickname they chose, else by the \
+             first part of their address; full addresses only for those who asked.</p>\n",
+        );
     }
     html.push_str("</body></html>\n");
     html
@@ -144,7 +242,9 @@ pub fn render(rows: &[Entry]) -> String {
 mod tests {
     use super::*;
     use crate::leaderboard::{GameResult, MemoryStore};
+    use crate::profiles::ProfileUpdate;
     use axum::body::Body;
+    use axum::http::HeaderMap;
     use axum::http::Request;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
@@ -159,43 +259,122 @@ mod tests {
                 loser_points: 1,
             })
             .expect("record");
+        store
+            .record(&GameResult {
+                winner: "carol@localhost".into(),
+                loser: "dave@localhost".into(),
+                winner_points: 3,
+                loser_points: 2,
+            })
+            .expect("record");
+        let profiles = Profiles::in_memory();
+        let set = |jid: &str, nick: Option<&str>, show_jid: bool| {
+            let update = ProfileUpdate {
+                nick: Some(nick.map(str::to_owned)),
+                show_jid: Some(show_jid),
+            };
+            profiles.update(jid, &update).expect("profile");
+        };
+        set("alice@localhost", Some("Ally <b>"), false);
+        set("carol@localhost", None, true);
         AppState {
             store: Arc::new(store),
             metrics: Arc::new(Metrics::default()),
+            profiles: Arc::new(profiles),
+            web: Arc::new(
+                WebClient::new(web::DEFAULT_WEBSOCKET_URL, "pong.localhost").expect("url"),
+            ),
         }
     }
 
-    async fn get(uri: &str) -> (StatusCode, String) {
+    async fn get_response(uri: &str) -> (StatusCode, HeaderMap, String) {
         let response = app(state())
             .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
             .await
             .expect("response");
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response
             .into_body()
             .collect()
             .await
             .expect("body")
             .to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn get(uri: &str) -> (StatusCode, String) {
+        let (status, _, body) = get_response(uri).await;
+        (status, body)
     }
 
     #[tokio::test]
-    async fn leaderboard_as_json_and_escaped_html() {
+    async fn leaderboard_shows_nicknames_and_masked_addresses() {
         let (status, json) = get("/leaderboard.json").await;
         assert_eq!(status, StatusCode::OK);
         let rows: serde_json::Value = serde_json::from_str(&json).expect("json");
-        assert_eq!(rows[0]["jid"], "alice@localhost");
-        assert_eq!(rows[0]["wins"], 1);
-        assert_eq!(rows[1]["losses"], 1);
-        let (status, html) = get("/leaderboard").await;
+        let by_name = |name: &str| {
+            rows.as_array()
+                .and_then(|rows| rows.iter().find(|r| r["name"] == name))
+                .cloned()
+                .unwrap_or_else(|| panic!("no row {name} in {rows}"))
+        };
+        assert_eq!(by_name("Ally <b>")["wins"], 1);
+        assert!(by_name("Ally <b>").get("jid").is_none(), "not opted in");
+        assert_eq!(by_name("<script>@…")["losses"], 1);
+        assert_eq!(by_name("carol@localhost")["jid"], "carol@localhost");
+        assert_eq!(by_name("dave@…")["losses"], 1);
+        assert!(!json.contains("alice@localhost") && !json.contains("dave@localhost"));
+        let (status, headers, html) = get_response("/leaderboard").await;
         assert_eq!(status, StatusCode::OK);
-        assert!(html.contains("alice@localhost"));
-        assert!(html.contains("&lt;script&gt;@evil") && !html.contains("<script>"));
-        let (status, _) = get("/leaderboard.json?max=0").await;
+        assert!(html.contains("Ally &lt;b&gt;") && !html.contains("alice@localhost"));
+        assert!(html.contains("&lt;script&gt;@…") && !html.contains("<script>"));
+        assert!(html.contains("href=\"/\""), "links to the web client");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let csp = headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("csp");
+        assert!(csp.starts_with("default-src 'none'") && !csp.contains("unsafe"));
+        let (status, headers, _) = get_response("/leaderboard.json?max=0").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let (status, headers, _) = get_response("/leaderboard?max=abc").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "an extractor's rejection");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
         let (status, metrics) = get("/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(metrics.contains("tick_lateness_p99_ms"));
+    }
+
+    #[tokio::test]
+    async fn the_web_client_is_served_with_a_strict_policy() {
+        let (status, headers, html) = get_response("/?game=friday").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("<canvas") && html.contains("/app/main.mjs"));
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let csp = headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("csp");
+        assert!(csp.contains(&format!("connect-src {};", web::DEFAULT_WEBSOCKET_URL)));
+        assert!(csp.contains("script-src 'self';") && !csp.contains("unsafe"));
+        let (status, _, _) = get_response("/?ws=a&ws=b&game=%3Cx%3E&x").await;
+        assert_eq!(status, StatusCode::OK, "any query is the page's business");
+        let (_, headers, _) = get_response("/?ws=wss://chat.example.org/ws").await;
+        let csp = headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("csp");
+        assert!(csp.contains(" wss://chat.example.org/ws;"), "{csp}");
+        for asset in web::ASSETS {
+            let (status, headers, body) = get_response(&format!("/app/{}", asset.name)).await;
+            assert_eq!(status, StatusCode::OK, "{}", asset.name);
+            assert_eq!(headers[header::CONTENT_TYPE], asset.content_type);
+            assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+            assert_eq!(body, asset.body);
+        }
+        let (status, headers, _) = get_response("/app/nope.mjs").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let (status, _) = get("/app/..%2Fmain.rs").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }

@@ -202,6 +202,12 @@ impl SledStore {
             cache: Mutex::new(cache),
         })
     }
+
+    /// Another tree of the same database (e.g. the players' profiles), so everything the
+    /// game server keeps lives in one `--data` directory.
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
 }
 
 impl ResultStore for SledStore {

@@ -9,7 +9,9 @@
 //! - [`lobby`]: matchmaking, named games, spectators, leaving, cleanup;
 //! - [`leaderboard`]: wins/losses/points per bare JID, durable in sled;
 //! - [`service`]: the XMPP router and its handlers;
-//! - [`http`]: the leaderboard and metrics over HTTP (axum);
+//! - [`http`]: the web client, the leaderboard and metrics over HTTP (axum);
+//! - [`web`]: the browser client's embedded files, its page and Content-Security-Policy;
+//! - [`profiles`]: nicknames and address opt-ins, how players appear on the leaderboard;
 //! - [`metrics`]: counters and the tick-lateness histogram;
 //! - [`outbound`]: the [`outbound::Sink`] games send through.
 
@@ -20,11 +22,15 @@ pub mod lobby;
 pub mod metrics;
 pub mod outbound;
 pub mod physics;
+pub mod profiles;
 pub mod protocol;
 pub mod service;
+pub mod web;
 
 pub use game::Settings;
 pub use leaderboard::{MemoryStore, ResultStore, SledStore};
 pub use lobby::Lobby;
 pub use metrics::Metrics;
-pub use service::router;
+pub use profiles::Profiles;
+pub use service::{Frontdoor, router};
+pub use web::WebClient;

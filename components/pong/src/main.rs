@@ -1,9 +1,10 @@
 //! `xmpp-pong`: the XMPPong game server. Reading this file tells everything it serves:
-//! the XMPP component (router in `service.rs`) and, with `--http`, the leaderboard and
-//! metrics over HTTP (`http.rs`), both stopped by one shutdown signal.
+//! the XMPP component (router in `service.rs`) and, with `--http`, the browser client, the
+//! leaderboard and metrics over HTTP (`http.rs`, `web.rs`), both stopped by one shutdown
+//! signal.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,11 @@ use xmpp_component::{
     Component, ComponentArgs, EXIT_CONFIG, exit_code, init_logging, shutdown_signal,
 };
 use xmpp_pong::physics::Field;
-use xmpp_pong::{Lobby, MemoryStore, Metrics, ResultStore, Settings, SledStore, http, router};
+use xmpp_pong::web::{self, WebClient};
+use xmpp_pong::{
+    Frontdoor, Lobby, MemoryStore, Metrics, Profiles, ResultStore, Settings, SledStore, http,
+    router,
+};
 
 // Game tasks build stanzas on one worker thread and the framework's writer frees them on
 // another; mimalloc keeps that cross-thread allocation traffic cheap (glibc's malloc/free
@@ -29,6 +34,82 @@ struct Cli {
     component: ComponentArgs,
     #[command(flatten)]
     game: GameArgs,
+    #[command(flatten)]
+    web: WebArgs,
+}
+
+/// Where the browser client connects, and where people find it.
+#[derive(Debug, clap::Args)]
+struct WebArgs {
+    /// The XMPP server's WebSocket endpoint (RFC 7395) that the web client at `/` logs in
+    /// through, e.g. wss://xmpp.example.org/xmpp-websocket (Prosody mod_websocket, ejabberd
+    /// ejabberd_http_ws) [default: ws://127.0.0.1:5280/xmpp-websocket].
+    #[arg(long, env = "XMPP_PONG_WEBSOCKET_URL", value_name = "URL")]
+    websocket_url: Option<String>,
+    /// The web client's address as people reach it, told to those who chat with the game
+    /// server [default: http://<--http>/].
+    #[arg(long, env = "XMPP_PONG_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+}
+
+/// The same options in the `--config` TOML file (other keys belong to the framework).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct WebFileOptions {
+    websocket_url: Option<String>,
+    public_url: Option<String>,
+}
+
+/// Validated web options.
+struct WebOptions {
+    websocket_url: String,
+    public_url: Option<String>,
+}
+
+impl WebArgs {
+    /// Flag/environment > `--config` file > default.
+    fn options(
+        &self,
+        config: Option<&Path>,
+        http: Option<SocketAddr>,
+    ) -> Result<WebOptions, String> {
+        let file: WebFileOptions = match config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => WebFileOptions::default(),
+        };
+        let websocket_url = self
+            .websocket_url
+            .clone()
+            .or(file.websocket_url)
+            .unwrap_or_else(|| web::DEFAULT_WEBSOCKET_URL.to_owned());
+        web::check_websocket_url(&websocket_url)
+            .map_err(|why| format!("--websocket-url {websocket_url:?} {why}"))?;
+        let public_url = match self.public_url.clone().or(file.public_url) {
+            Some(url) => Some(url),
+            None => http.map(|addr| format!("http://{addr}/")),
+        };
+        let public_url = public_url
+            .map(|url| {
+                let url = format!("{}/", url.trim_end_matches('/'));
+                let plain = url.starts_with("http://") || url.starts_with("https://");
+                if plain && !url.contains(|c: char| c.is_whitespace() || "\"'<>?#".contains(c)) {
+                    Ok(url)
+                } else {
+                    Err(format!(
+                        "--public-url {url:?} must be an http:// or https:// URL"
+                    ))
+                }
+            })
+            .transpose()?;
+        Ok(WebOptions {
+            websocket_url,
+            public_url,
+        })
+    }
 }
 
 /// The game server's own flags.
@@ -131,6 +212,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let web = match cli
+        .web
+        .options(cli.component.config.as_deref(), cli.game.http)
+    {
+        Ok(web) => web,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let config = match cli.component.into_config() {
         Ok(config) => config,
         Err(error) => {
@@ -139,11 +230,24 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config.log, config.log_format);
-    let store: Arc<dyn ResultStore> = match &cli.game.data {
+    let (store, profiles): (Arc<dyn ResultStore>, Profiles) = match &cli.game.data {
         Some(dir) => match SledStore::open(dir) {
             Ok(store) => {
                 tracing::info!(dir = %dir.display(), players = store.len(), "leaderboard opened");
-                Arc::new(store)
+                let profiles = store
+                    .open_tree("profiles")
+                    .map_err(|e| e.to_string())
+                    .and_then(|tree| Profiles::open(tree).map_err(|e| e.to_string()));
+                match profiles {
+                    Ok(profiles) => (Arc::new(store), profiles),
+                    Err(error) => {
+                        eprintln!(
+                            "error: cannot open the profiles in {}: {error}",
+                            dir.display()
+                        );
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                }
             }
             Err(error) => {
                 eprintln!(
@@ -155,25 +259,51 @@ fn main() -> ExitCode {
         },
         None => {
             tracing::warn!("no --data DIR: the leaderboard is kept in memory only");
-            Arc::new(MemoryStore::new())
+            (Arc::new(MemoryStore::new()), Profiles::in_memory())
         }
     };
     let Some(runtime) = xmpp_component::runtime(cli.game.worker_threads) else {
         return ExitCode::FAILURE;
     };
-    runtime.block_on(serve(config, settings, store, cli.game.http))
+    let stores = Stores {
+        results: store,
+        profiles: Arc::new(profiles),
+    };
+    runtime.block_on(serve(config, settings, stores, cli.game.http, web))
+}
+
+/// What the game server keeps: results and the players' profiles.
+struct Stores {
+    results: Arc<dyn ResultStore>,
+    profiles: Arc<Profiles>,
 }
 
 async fn serve(
     config: xmpp_component::Config,
     settings: Settings,
-    store: Arc<dyn ResultStore>,
+    stores: Stores,
     http_addr: Option<SocketAddr>,
+    web: WebOptions,
 ) -> ExitCode {
+    let Stores {
+        results: store,
+        profiles,
+    } = stores;
     let metrics = Arc::new(Metrics::default());
     let domain = config.domain.to_string();
+    let web_client = match WebClient::new(&web.websocket_url, &domain) {
+        Ok(client) => Arc::new(client),
+        Err(why) => {
+            eprintln!("error: --websocket-url {why}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let lobby = Lobby::new(&domain, settings, Arc::clone(&store), Arc::clone(&metrics));
-    let component = Component::new(config, router(Arc::clone(&lobby)));
+    let frontdoor = Arc::new(Frontdoor {
+        profiles: Arc::clone(&profiles),
+        web_url: http_addr.and(web.public_url),
+    });
+    let component = Component::new(config, router(Arc::clone(&lobby), frontdoor));
     lobby.attach(Arc::new(component.handle()));
 
     // One signal for both servers: on SIGINT/SIGTERM the games end first (their last
@@ -193,8 +323,17 @@ async fn serve(
         None => None,
         Some(addr) => match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
-                tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "HTTP leaderboard listening");
-                let app = http::app(http::AppState { store, metrics });
+                tracing::info!(
+                    addr = %listener.local_addr().unwrap_or(addr),
+                    websocket = web_client.websocket_url(),
+                    "HTTP web client and leaderboard listening"
+                );
+                let app = http::app(http::AppState {
+                    store,
+                    metrics,
+                    profiles,
+                    web: web_client,
+                });
                 let shutdown = stopped(stop_rx.clone());
                 Some(tokio::spawn(async move {
                     axum::serve(listener, app)

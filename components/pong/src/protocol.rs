@@ -16,6 +16,7 @@ use xmpp_component::minidom::{Element, Node};
 use xmpp_component::xmpp_parsers::stanza_error::DefinedCondition;
 
 use crate::physics::{Field, Side};
+use crate::profiles::{ProfileUpdate, clean_nick};
 
 /// The XMPPong namespace (payload `<pong/>`, leaderboard IQ, disco feature).
 pub const NS: &str = "xmpp:game:pong";
@@ -25,6 +26,8 @@ pub const NS_HINTS: &str = "urn:xmpp:hints";
 pub const NS_STANZA: &str = "jabber:component:accept";
 /// RFC 6120 stanza error conditions.
 pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// XEP-0172 user nickname (a `<nick/>` next to the check-in's `<pong/>`).
+pub const NS_NICK: &str = "http://jabber.org/protocol/nick";
 
 /// What a client asked for in a `<pong/>` payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +111,25 @@ pub fn parse_request(pong: &Element, field_height: f64) -> Result<Request, Proto
     }
 }
 
+/// The leaderboard profile a check-in carries: XEP-0172 `<nick/>` among the message's
+/// payloads (empty = clear it; a nickname that would not survive [`clean_nick`] clears it
+/// too) and `<showjid>true|false</showjid>` in the `<pong/>` payload (opt-in to being
+/// listed by full address). Anything absent stays unchanged.
+pub fn profile_update(payloads: &[Element], pong: &Element) -> ProfileUpdate {
+    let nick = payloads
+        .iter()
+        .find(|p| p.is("nick", NS_NICK))
+        .map(|nick| clean_nick(&nick.text()));
+    let show_jid = pong
+        .get_child("showjid", NS)
+        .and_then(|flag| match flag.text().trim() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        });
+    ProfileUpdate { nick, show_jid }
+}
+
 fn truncate(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
 }
@@ -149,6 +171,8 @@ pub struct GameOver {
     pub score: [u32; 2],
     /// Why it ended.
     pub reason: EndReason,
+    /// The bare JIDs of player 1 and player 2 (so each side can name its opponent).
+    pub players: [Option<String>; 2],
 }
 
 /// Who receives a `dimensions` message.
@@ -350,6 +374,11 @@ pub fn game_over(to: &str, over: &GameOver) -> Element {
     children.push(text_child("player1", over.score[0].to_string()));
     children.push(text_child("player2", over.score[1].to_string()));
     children.push(text_child("reason", over.reason.as_str().to_owned()));
+    for (name, jid) in ["player1jid", "player2jid"].into_iter().zip(&over.players) {
+        if let Some(jid) = jid {
+            children.push(text_child(name, jid.clone()));
+        }
+    }
     let body = match &over.winner {
         Some((_, jid)) => format!(
             "XMPPong game over: {jid} wins {} – {} ({})",
@@ -566,6 +595,7 @@ mod tests {
                 winner: Some((Side::Left, "alice@localhost".into())),
                 score: [10, 4],
                 reason: EndReason::Points,
+                players: [Some("alice@localhost".into()), Some("bob@localhost".into())],
             },
         );
         let p = payload(&over);
@@ -573,6 +603,10 @@ mod tests {
         assert_eq!(child_text(p, "winner").as_deref(), Some("alice@localhost"));
         assert_eq!(child_text(p, "winnerside").as_deref(), Some("0"));
         assert_eq!(child_text(p, "reason").as_deref(), Some("points"));
+        assert_eq!(
+            child_text(p, "player2jid").as_deref(),
+            Some("bob@localhost")
+        );
     }
 
     #[test]
@@ -598,6 +632,35 @@ mod tests {
             Some("Game is currently full")
         );
         assert!(error.has_child("pong", NS));
+    }
+
+    #[test]
+    fn check_ins_carry_a_nickname_and_the_address_opt_in() {
+        let message: Element = format!(
+            "<message xmlns='{NS_STANZA}'><pong xmlns='{NS}'><action>playercheckingin</action>\
+             <showjid>true</showjid></pong><nick xmlns='{NS_NICK}'> Ally\n</nick></message>"
+        )
+        .parse()
+        .expect("xml");
+        let payloads: Vec<Element> = message.children().cloned().collect();
+        let pong = find_payload(&payloads).expect("pong");
+        assert_eq!(
+            profile_update(&payloads, pong),
+            ProfileUpdate {
+                nick: Some(Some("Ally".into())),
+                show_jid: Some(true)
+            }
+        );
+        let bare: Element = format!("<pong xmlns='{NS}'><action>playercheckingin</action></pong>")
+            .parse()
+            .expect("xml");
+        assert!(profile_update(std::slice::from_ref(&bare), &bare).is_empty());
+        let empty_nick: Element = format!("<nick xmlns='{NS_NICK}'/>").parse().expect("xml");
+        assert_eq!(
+            profile_update(&[empty_nick], &bare).nick,
+            Some(None),
+            "an empty <nick/> clears the nickname"
+        );
     }
 
     #[test]

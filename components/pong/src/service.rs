@@ -2,7 +2,10 @@
 //! a stanza into a lobby call and a refusal into a stanza error; none of them waits on a
 //! game, so the framework runs them inline on its reader.
 //!
-//! - message with `<pong xmlns='xmpp:game:pong'/>`: check in, spectate, leave, move a paddle;
+//! - message with `<pong xmlns='xmpp:game:pong'/>`: check in (with the player's nickname,
+//!   XEP-0172), spectate, leave, move a paddle;
+//! - chat message with a `<body>` and no game payload (a person typing to the game server):
+//!   a short help text with the web client's address;
 //! - message `type='error'` from a member (our messages bounce): that member left;
 //! - presence `unavailable` (or a presence error) from a member: that member left;
 //! - IQ get `<leaderboard xmlns='xmpp:game:pong'/>`: the leaderboard;
@@ -21,15 +24,25 @@ use xmpp_component::{Handle, IqRequest, IqResult, Router, SendError, stanza_erro
 
 use crate::leaderboard::Entry;
 use crate::lobby::Lobby;
+use crate::profiles::Profiles;
 use crate::protocol::{self, NS, Request};
 
 /// Default and largest number of rows a leaderboard query returns.
 const LEADERBOARD_DEFAULT: usize = 20;
 const LEADERBOARD_MAX: usize = 100;
 
+/// What the message handler needs besides the lobby.
+#[derive(Debug)]
+pub struct Frontdoor {
+    /// Nicknames and address opt-ins from check-ins, for the public leaderboard.
+    pub profiles: Arc<Profiles>,
+    /// The web client's address (`http://…/`), told to people who chat with the server.
+    pub web_url: Option<String>,
+}
+
 /// The component's router: identity `component/generic` "XMPPong" (the disco registry
 /// has no game category; `client/game` is for clients), feature `xmpp:game:pong`.
-pub fn router(lobby: Arc<Lobby>) -> Router {
+pub fn router(lobby: Arc<Lobby>, frontdoor: Arc<Frontdoor>) -> Router {
     let (on_message, on_presence, on_iq, on_items) = (
         Arc::clone(&lobby),
         Arc::clone(&lobby),
@@ -40,7 +53,14 @@ pub fn router(lobby: Arc<Lobby>) -> Router {
         .identity("component", "generic", "XMPPong")
         .software("xmpp-pong", env!("CARGO_PKG_VERSION"))
         .feature(NS)
-        .message(move |handle, message| message_handler(Arc::clone(&on_message), handle, message))
+        .message(move |handle, message| {
+            message_handler(
+                Arc::clone(&on_message),
+                Arc::clone(&frontdoor),
+                handle,
+                message,
+            )
+        })
         .presence(move |_, presence| presence_handler(Arc::clone(&on_presence), presence))
         .iq_get("leaderboard", NS, move |_, request| {
             leaderboard_handler(Arc::clone(&on_iq), request)
@@ -50,6 +70,7 @@ pub fn router(lobby: Arc<Lobby>) -> Router {
 
 async fn message_handler(
     lobby: Arc<Lobby>,
+    frontdoor: Arc<Frontdoor>,
     handle: Handle,
     message: Message,
 ) -> Result<(), SendError> {
@@ -64,7 +85,7 @@ async fn message_handler(
         return Ok(());
     }
     let Some(payload) = protocol::find_payload(&message.payloads) else {
-        return Ok(());
+        return help(&handle, &frontdoor, &message).await;
     };
     let target = message
         .to
@@ -75,7 +96,13 @@ async fn message_handler(
         Err(error) => Err((DefinedCondition::BadRequest, error.to_string())),
         Ok(request) => {
             let result = match request {
-                Request::CheckIn => lobby.check_in(&from, target.as_deref()).map(drop),
+                Request::CheckIn => lobby.check_in(&from, target.as_deref()).map(|_| {
+                    let update = protocol::profile_update(&message.payloads, payload);
+                    let bare = from.split_once('/').map_or(from.as_str(), |(bare, _)| bare);
+                    if let Err(error) = frontdoor.profiles.update(bare, &update) {
+                        tracing::warn!(%error, player = %bare, "could not store the profile");
+                    }
+                }),
                 Request::Spectate => lobby.spectate(&from, target.as_deref()).map(drop),
                 Request::Leave => {
                     lobby.leave(&from);
@@ -106,6 +133,40 @@ async fn message_handler(
         }
     }
     handle.send(error).await
+}
+
+/// Answers a person who writes to the game server (a chat message with a body) with how to
+/// play. Never answers a bare domain (another service, e.g. an echo bot, would answer back
+/// forever), nor headlines, groupchat or errors.
+async fn help(handle: &Handle, frontdoor: &Frontdoor, message: &Message) -> Result<(), SendError> {
+    let from = match &message.from {
+        Some(from) if from.node().is_some() => from.clone(),
+        _ => return Ok(()),
+    };
+    if message.bodies.is_empty()
+        || !matches!(message.type_, MessageType::Chat | MessageType::Normal)
+    {
+        return Ok(());
+    }
+    let domain = handle.domain().to_string();
+    let mut text = String::from("This is XMPPong, Pong played over XMPP.\n");
+    if let Some(url) = &frontdoor.web_url {
+        text.push_str(&format!(
+            "Play in your browser: {url} (log in with this account; to invite a friend, \
+             share {url}?game=NAME).\nLeaderboard: {url}leaderboard\n"
+        ));
+    }
+    text.push_str(&format!(
+        "From any client: send directed presence to {domain}, then a message with \
+         <pong xmlns='xmpp:game:pong'><action>playercheckingin</action></pong> to {domain} \
+         (play the next waiting player) or to NAME@{domain} (a game for you and a friend). \
+         The protocol: docs/pong-protocol.md."
+    ));
+    let mut reply = Message::new_with_type(message.type_.clone(), Some(from))
+        .with_body(Default::default(), text);
+    reply.from = message.to.clone();
+    reply.id = message.id.clone();
+    handle.send(reply).await
 }
 
 async fn presence_handler(lobby: Arc<Lobby>, presence: Presence) {
