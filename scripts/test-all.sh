@@ -10,6 +10,7 @@
 # Every stage runs even when an earlier one failed (so one run shows all problems);
 # the exit status is non-zero when any stage failed.
 # Environment: CI=true turns "server/binary missing" skips into failures (see tests/conftest.py);
+# ALLOW_SKIP=1 accepts skipped integration tests (otherwise any skip fails the run);
 # PYTEST_ARGS adds pytest arguments (e.g. PYTEST_ARGS="-k servers"); XMPP_ECHO_BIN overrides
 # the component binary under test (default <repo>/target/debug/xmpp-echo).
 set -uo pipefail
@@ -98,8 +99,27 @@ if [ -n "${CARGO_TARGET_DIR:-}" ]; then
   export XMPP_WEBSTATUS_BIN="${XMPP_WEBSTATUS_BIN:-$CARGO_TARGET_DIR/debug/xmpp-webstatus}"
 fi
 log "pytest tests -v ${PYTEST_ARGS:-}"
+REPORT="$REPO/target/pytest-report.xml"
+mkdir -p "$REPO/target"
+rm -f "$REPORT"
 # shellcheck disable=SC2086  # PYTEST_ARGS is split on purpose
-"$VENV/bin/python" -m pytest tests -v ${PYTEST_ARGS:-} || failed+=("pytest")
+"$VENV/bin/python" -m pytest tests -v -rs --junitxml="$REPORT" ${PYTEST_ARGS:-} || failed+=("pytest")
+
+# A skipped integration test proved nothing: say so loudly, and fail unless told not to.
+skipped=$("$VENV/bin/python" - "$REPORT" <<'PY' 2>/dev/null
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+print(sum(int(s.get("skipped", 0)) for s in root.iter("testsuite")))
+PY
+) || skipped="unknown (no pytest report)"
+if [ "$skipped" != "0" ]; then
+  printf '\n!!!!!!!! test-all: %s integration test(s) SKIPPED: they proved nothing (see "SKIPPED" above) !!!!!!!!\n' "$skipped" >&2
+  if [ "${ALLOW_SKIP:-0}" = "1" ]; then
+    printf 'test-all: ALLOW_SKIP=1, so skips do not fail this run\n' >&2
+  else
+    failed+=("pytest skips (set ALLOW_SKIP=1 to accept them)")
+  fi
+fi
 
 if [ ${#failed[@]} -gt 0 ]; then
   printf '\ntest-all: FAILED stages: %s\n' "${failed[*]}" >&2
