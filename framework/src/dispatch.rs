@@ -281,6 +281,13 @@ impl Dispatcher {
         Admission::Deliver
     }
 
+    /// No sender is busy and nothing waits (all per-sender queues are gone).
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
+        let backlog = lock(&self.busy);
+        backlog.queues.is_empty() && backlog.waiting == 0
+    }
+
     /// Waits until every handler has finished.
     pub(crate) async fn wait_idle(&self) {
         if let Ok(all) = self.permits.acquire_many(self.max_in_flight).await {

@@ -61,6 +61,8 @@ mod dispatch;
 mod episodes;
 mod error;
 mod flood;
+#[cfg(test)]
+mod fuzz_tests;
 mod handle;
 mod handshake;
 mod logging;

@@ -1128,7 +1128,7 @@ mod equivalence_tests {
 }
 
 #[cfg(test)]
-mod robustness_tests {
+pub(crate) mod robustness_tests {
     //! Whatever bytes the server sends, the parser returns events or an error: never a
     //! panic. Random mutations of a realistic stream, fed in random chunk sizes
     //! (`FUZZ_ROUNDS=200000 cargo test --release -p xmpp-component robustness` for a
@@ -1136,7 +1136,7 @@ mod robustness_tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    const STREAM: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+    pub(crate) const STREAM: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
         xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='e.l'>\
         <handshake/> \
         <message xmlns='jabber:client' from='a@b/c' to='e.l' id='1' type='chat' xml:lang='en'>\
@@ -1152,7 +1152,7 @@ mod robustness_tests {
         <stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>\
         </stream:stream>";
 
-    fn mutate(rng: &mut rand::rngs::StdRng, bytes: &mut Vec<u8>) {
+    pub(crate) fn mutate(rng: &mut rand::rngs::StdRng, bytes: &mut Vec<u8>) {
         const INTERESTING: &[&[u8]] = &[
             b"<",
             b">",
