@@ -29,18 +29,19 @@ pub(crate) struct NsParser {
     declared_counts: Vec<usize>,
     /// The element head being read.
     head: Option<Head>,
+    /// The head's `xmlns:prefix` declarations and other attributes, reused across elements.
+    declarations: Vec<(NcName, Namespace<'static>)>,
+    attributes: Vec<(RawQName, String)>,
     /// Bytes of the event being assembled.
     length: usize,
     /// A resolution error is final, as in rxml.
     poisoned: Option<rxml::Error>,
 }
 
-/// An element's start tag as it arrives, attribute by attribute.
+/// An element's start tag as it arrives (its attributes go to the parser's buffers).
 struct Head {
     name: RawQName,
     default: Option<Namespace<'static>>,
-    declarations: Vec<(NcName, Namespace<'static>)>,
-    attributes: Vec<(RawQName, String)>,
 }
 
 impl NsParser {
@@ -54,6 +55,8 @@ impl NsParser {
             declared: Vec::new(),
             declared_counts: Vec::new(),
             head: None,
+            declarations: Vec::new(),
+            attributes: Vec::new(),
             length: 0,
             poisoned: None,
         }
@@ -97,9 +100,9 @@ impl NsParser {
                 self.head = Some(Head {
                     name,
                     default: None,
-                    declarations: Vec::new(),
-                    attributes: Vec::new(),
                 });
+                self.declarations.clear();
+                self.attributes.clear();
                 return Ok(None);
             }
             RawEvent::Attribute(_, (prefix, local), value) => {
@@ -109,10 +112,10 @@ impl NsParser {
                 match prefix {
                     Some(prefix) if prefix.as_str() == "xmlns" => {
                         let namespace = self.context.intern_namespace(value);
-                        if head.declarations.iter().any(|(p, _)| *p == local) {
+                        if self.declarations.iter().any(|(p, _)| *p == local) {
                             return Err(rxml::Error::DuplicateAttribute);
                         }
-                        head.declarations.push((local, namespace));
+                        self.declarations.push((local, namespace));
                     }
                     None if local.as_str() == "xmlns" => {
                         if head.default.is_some() {
@@ -120,7 +123,7 @@ impl NsParser {
                         }
                         head.default = Some(self.context.intern_namespace(value));
                     }
-                    prefix => head.attributes.push(((prefix, local), value)),
+                    prefix => self.attributes.push(((prefix, local), value)),
                 }
                 return Ok(None);
             }
@@ -161,8 +164,8 @@ impl NsParser {
                 .unwrap_or_else(|| Namespace::none().clone()),
         };
         self.defaults.push(default);
-        self.declared_counts.push(head.declarations.len());
-        for (prefix, namespace) in head.declarations {
+        self.declared_counts.push(self.declarations.len());
+        for (prefix, namespace) in self.declarations.drain(..) {
             self.prefixes
                 .entry(prefix.clone())
                 .or_default()
@@ -179,7 +182,8 @@ impl NsParser {
             Some(prefix) => self.lookup(&prefix)?,
         };
         let mut attributes = AttrMap::new();
-        for ((prefix, name), value) in head.attributes {
+        let mut pending = std::mem::take(&mut self.attributes);
+        for ((prefix, name), value) in pending.drain(..) {
             let namespace = match prefix {
                 None => Namespace::none().clone(),
                 Some(prefix) => self.lookup(&prefix)?,
@@ -188,6 +192,7 @@ impl NsParser {
                 return Err(rxml::Error::DuplicateAttribute);
             }
         }
+        self.attributes = pending;
         Ok(Event::StartElement(
             EventMetrics::new(self.length),
             (namespace, local),
