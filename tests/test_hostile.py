@@ -138,7 +138,9 @@ def test_hostile_stanzas_never_take_the_component_down(kind, server, echo_bin, c
         assert connects == 1, f"{kind} reconnected ({connects} connects):\n{proc.logs_for_humans()}"
         assert "connection ended" not in proc.output(), proc.logs_for_humans()
         worst = max(during + after)
-        assert worst < 2.0, f"a round trip took {worst:.3f} s during the attack"
+        # Pings queue behind the hostile bytes on the one component link; skipping them must
+        # keep that wait short (release builds: 2 ms per 600 KiB stanza, debug: 5 ms).
+        assert worst < 3.0, f"a round trip took {worst:.3f} s during the attack"
         assert after[len(after) // 2] < max(0.25, 10 * baseline[len(baseline) // 2]), (baseline, after)
         rss_after = _rss_kib(proc.pid)
         assert rss_after - rss_before < 32 * 1024, f"RSS grew from {rss_before} to {rss_after} KiB"
