@@ -85,6 +85,7 @@ pub use handshake::token as handshake_token;
 pub use logging::init as init_logging;
 pub use metrics::Metrics;
 pub use router::{IqRequest, IqResult, IqResultThen, Router, stanza_error};
+pub use serialize::escaped as escape_markup;
 pub use xmlstream::{
     DEFAULT_MAX_DEPTH, InvalidCause, InvalidStanza, ParseError, ParseMode, SharedMessage,
     SharedPayload, Stanza, StreamEvent, StreamHeader, StreamParser,

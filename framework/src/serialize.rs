@@ -163,9 +163,10 @@ pub(crate) fn escape(value: &str, out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-/// [`escape`] into a new string, leaving out characters XML cannot carry (for the
-/// framework's own header and stream-error text, which never contain any).
-pub(crate) fn escaped(value: &str) -> String {
+/// Escapes text for XML or HTML content and attribute values (`& < > ' "`), leaving out
+/// characters XML cannot carry. The one escaper of the workspace: the framework's stream
+/// header and stream errors, and the components' HTML pages and SVG badges.
+pub fn escaped(value: &str) -> String {
     let mut out = Vec::with_capacity(value.len());
     if escape(value, &mut out).is_err() {
         out.clear();
