@@ -4,7 +4,8 @@ A throwaway CA and a server certificate for the DNS name `localhost` (no IP addr
 it) are made with `openssl`; the echo listener is deploy/ejabberd/echo.yml itself with its
 two commented TLS lines (`tls: true`, `certfile:`) turned on. Then:
 
-* with `--tls-ca ca.pem --tls-server-name localhost` the component connects and echoes;
+* with `--tls-ca ca.pem --tls-server-name localhost` the component connects, echoes and
+  stops cleanly on SIGTERM;
 * without `--tls-ca` (the system's CA store) it exits 2 with a certificate error;
 * with the default name (the IP address of `--server`) or a wrong name it exits 2 and
   names `--tls-server-name`;
@@ -111,7 +112,8 @@ async def test_private_ca_connects_and_echoes(tls_ejabberd, echo_bin, components
     async with client(tls_ejabberd, "alice") as alice:
         reply = await alice.send_message_and_wait(ECHO, "over TLS")
         assert reply["body"] == "over TLS", reply
-    assert proc.poll() is None
+    # A graceful stop over TLS (close_notify, then the TCP close) is still exit 0.
+    assert proc.terminate(timeout=5) == 0, proc.logs_for_humans()
 
 
 def test_system_roots_refuse_a_private_ca(tls_ejabberd, echo_bin, components):
