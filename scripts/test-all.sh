@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every test on a fresh Debian 12 machine, as root:
 #   1. apt-installs Prosody, ejabberd, curl, python3-venv, Chromium, npm, systemd (for
-#      systemd-analyze), nginx and openssl when a binary is missing;
+#      systemd-analyze), nginx, openssl and ca-certificates when missing;
 #   2. creates <repo>/.venv and pip-installs tests/requirements.txt;
 #   3. cargo build --workspace --bins, then cargo test --workspace (Rust unit tests);
 #   3b. node --test: unit tests of the XMPPong web client's modules (components/pong/web);
@@ -42,6 +42,8 @@ command -v npm >/dev/null || need_pkgs+=(npm)
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+# tests/test_tls.py: --tls without --tls-ca verifies against the system's CA store.
+[ -s /etc/ssl/certs/ca-certificates.crt ] || need_pkgs+=(ca-certificates)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing missing packages: ${need_pkgs[*]}"

@@ -7,7 +7,10 @@
 -- component_ports / component_interfaces in the GLOBAL section of prosody.cfg.lua, not here:
 -- conf.d files are included after the VirtualHost sections, so a global option written here
 -- would land in the last host's section. Keep the listener off public interfaces: XEP-0114
--- has no TLS, and the handshake only proves the secret.
+-- has no TLS, and the handshake only proves the secret. A component on another host reaches
+-- it through a tunnel (ssh -L, WireGuard, stunnel; see deploy/README.md, step 3), never
+-- over an open port: Prosody's component port cannot do TLS (xmpp-webstatus --tls is for
+-- ejabberd's `tls: true` listeners or a server-side stunnel).
 -- CI starts a real Prosody with this very file (tests/xmpptest/servers.py), with
 -- "example.org" replaced by "localhost" and the secret by a test secret.
 

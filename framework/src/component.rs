@@ -144,7 +144,7 @@ impl Component {
     async fn serve(
         &self,
         mut reader: StreamReader,
-        writer: tokio::net::tcp::OwnedWriteHalf,
+        writer: crate::transport::WriteHalf,
         dispatcher: &Dispatcher,
         shutdown: &CancellationToken,
     ) -> Result<(), Error> {

@@ -13,6 +13,7 @@ use xmpp_parsers::jid::Jid;
 
 use crate::error::Error;
 use crate::flood::{FloodLimits, RateLimit};
+use crate::tls::{TlsConfig, host_of};
 
 /// The component secret. Never printed: its `Debug` is redacted and it has no `Display`.
 #[derive(Clone, PartialEq, Eq, Default, Deserialize)]
@@ -72,6 +73,17 @@ pub struct ComponentArgs {
     /// The component's domain as configured on the server, e.g. echo.example.org.
     #[arg(long, env = "XMPP_COMPONENT_DOMAIN")]
     pub domain: Option<String>,
+    /// Connect with TLS (a server on another host; ejabberd_service with `tls: true`).
+    /// The certificate is always verified.
+    #[arg(long, env = "XMPP_COMPONENT_TLS")]
+    pub tls: bool,
+    /// PEM file with the CA certificate(s) to trust for --tls instead of the system's CA
+    /// store (for a server certificate from a private CA).
+    #[arg(long, env = "XMPP_COMPONENT_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the server's TLS certificate must carry [default: the host of --server].
+    #[arg(long, env = "XMPP_COMPONENT_TLS_SERVER_NAME", value_name = "NAME")]
+    pub tls_server_name: Option<String>,
     /// The shared secret (prefer --secret-file or XMPP_COMPONENT_SECRET: flags show up in `ps`).
     #[arg(long, value_name = "SECRET")]
     pub secret: Option<Secret>,
@@ -161,6 +173,9 @@ pub struct ComponentArgs {
 pub(crate) struct FileOptions {
     server: Option<String>,
     domain: Option<String>,
+    tls: Option<bool>,
+    tls_ca: Option<PathBuf>,
+    tls_server_name: Option<String>,
     secret: Option<Secret>,
     secret_file: Option<PathBuf>,
     log: Option<String>,
@@ -191,6 +206,8 @@ pub struct Config {
     pub domain: Jid,
     /// The shared secret.
     pub secret: Secret,
+    /// TLS to the server (`--tls`); `None` is plain TCP.
+    pub tls: Option<TlsConfig>,
     /// Log filter directive.
     pub log: String,
     /// Log format.
@@ -240,6 +257,7 @@ impl Config {
         let home = parent_domain(&domain);
         Ok(Config {
             server: server.into(),
+            tls: None,
             flood: FloodLimits {
                 sender: RateLimit {
                     per_second: 100.0,
@@ -319,6 +337,18 @@ impl ComponentArgs {
             return Err(Error::Config("the component secret is empty".into()));
         }
         let mut config = Config::new(server, &domain, secret)?;
+        let tls_ca = self.tls_ca.or(file.tls_ca);
+        let tls_server_name = self.tls_server_name.or(file.tls_server_name);
+        if self.tls || file.tls == Some(true) {
+            let name = tls_server_name
+                .as_deref()
+                .unwrap_or(host_of(&config.server));
+            config.tls = Some(TlsConfig::new(name, tls_ca.as_deref())?);
+        } else if tls_ca.is_some() || tls_server_name.is_some() {
+            return Err(Error::Config(
+                "--tls-ca and --tls-server-name only apply with --tls".into(),
+            ));
+        }
         if let Some(log) = self.log.or(file.log) {
             config.log = log;
         }
@@ -622,6 +652,42 @@ mod tests {
         assert_eq!(config.secret.expose(), "from-file");
         assert_eq!(config.queue_size, 7);
         assert_eq!(config.log_format, LogFormat::Json);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn tls_settings_from_flags_and_file() {
+        assert!(args().into_config().expect("valid").tls.is_none());
+        let by_host = ComponentArgs {
+            tls: true,
+            server: Some("xmpp.example.org:5347".into()),
+            ..args()
+        };
+        let tls = by_host.into_config().expect("valid").tls.expect("tls on");
+        assert_eq!(tls.server_name(), "xmpp.example.org");
+        let named = ComponentArgs {
+            tls: true,
+            tls_server_name: Some("component.example.org".into()),
+            ..args()
+        };
+        let tls = named.into_config().expect("valid").tls.expect("tls on");
+        assert_eq!(tls.server_name(), "component.example.org");
+        let orphan = ComponentArgs {
+            tls_ca: Some("ca.pem".into()),
+            ..args()
+        };
+        assert!(matches!(orphan.into_config(), Err(Error::Config(m)) if m.contains("--tls")));
+
+        let dir = std::env::temp_dir().join(format!("xc-tls-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let toml = dir.join("c.toml");
+        std::fs::write(&toml, "tls = true\ntls-server-name = 'xmpp.example.org'\n").expect("write");
+        let from_file = ComponentArgs {
+            config: Some(toml),
+            ..args()
+        };
+        let tls = from_file.into_config().expect("valid").tls.expect("tls on");
+        assert_eq!(tls.server_name(), "xmpp.example.org");
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -1,4 +1,4 @@
-//! One TCP connection to the server: dial, handshake, then a reading half that yields
+//! One connection to the server (plain TCP or TLS, see `transport`): dial, handshake, then a reading half that yields
 //! stream events and a writing task that drains the outbound queue.
 //!
 //! The outbound queue and the bytes of a batch that failed to write live in an [`Outbox`]
@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use minidom::Element;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -23,6 +21,7 @@ use crate::handle::{Handle, Queued};
 use crate::handshake;
 use crate::metrics::Counters;
 use crate::serialize::{escaped, serialize};
+use crate::transport::{self, ReadHalf, WriteHalf};
 use crate::xmlstream::{
     NS_COMPONENT, NS_STREAM, ParseError, ParseMode, Stanza, StreamEvent, StreamParser,
 };
@@ -56,14 +55,14 @@ impl Outbox {
 
 /// The reading half of an established connection.
 pub(crate) struct StreamReader {
-    socket: OwnedReadHalf,
+    socket: ReadHalf,
     parser: StreamParser,
     buffer: Vec<u8>,
     ready: VecDeque<StreamEvent>,
 }
 
 impl StreamReader {
-    fn new(socket: OwnedReadHalf, config: &Config) -> Self {
+    fn new(socket: ReadHalf, config: &Config) -> Self {
         StreamReader {
             socket,
             parser: StreamParser::with_limits(
@@ -163,26 +162,17 @@ pub(crate) fn stream_error(element: &Element) -> Option<StreamErrorInfo> {
 }
 
 /// Dials the server and completes the XEP-0114 handshake, within the configured timeout.
-pub(crate) async fn connect(config: &Config) -> Result<(StreamReader, OwnedWriteHalf), Error> {
+pub(crate) async fn connect(config: &Config) -> Result<(StreamReader, WriteHalf), Error> {
     tokio::time::timeout(config.handshake_timeout, connect_inner(config))
         .await
         .map_err(|_| Error::HandshakeTimeout(config.handshake_timeout))?
 }
 
-async fn connect_inner(config: &Config) -> Result<(StreamReader, OwnedWriteHalf), Error> {
-    let socket = TcpStream::connect(&config.server)
-        .await
-        .map_err(|source| Error::Connect {
-            addr: config.server.clone(),
-            source,
-        })?;
-    socket.set_nodelay(true)?;
-    let (read, mut write) = socket.into_split();
+async fn connect_inner(config: &Config) -> Result<(StreamReader, WriteHalf), Error> {
+    let (read, mut write) = transport::dial(config).await?;
     let mut reader = StreamReader::new(read, config);
     let domain = config.domain.to_string();
-    write
-        .write_all(handshake::stream_header(&domain).as_bytes())
-        .await?;
+    send(&mut write, handshake::stream_header(&domain).as_bytes()).await?;
 
     let header = match reader.next().await? {
         StreamEvent::Header(header) => header,
@@ -196,14 +186,20 @@ async fn connect_inner(config: &Config) -> Result<(StreamReader, OwnedWriteHalf)
             _ => Err(Error::MissingStreamId),
         };
     };
-    write
-        .write_all(handshake::handshake_element(&stream_id, config.secret.expose()).as_bytes())
-        .await?;
+    let token = handshake::handshake_element(&stream_id, config.secret.expose());
+    send(&mut write, token.as_bytes()).await?;
     let reply = reader.next_element().await?;
     if reply.name() != "handshake" || reply.ns() != NS_COMPONENT {
         return Err(Error::UnexpectedDuringHandshake(reply.name().to_owned()));
     }
     Ok((reader, write))
+}
+
+/// Writes all of `bytes` and flushes: TLS may keep the tail of a write buffered when the
+/// socket is full, and only a flush pushes it out (on plain TCP it is a no-op).
+async fn send(socket: &mut WriteHalf, bytes: &[u8]) -> std::io::Result<()> {
+    socket.write_all(bytes).await?;
+    socket.flush().await
 }
 
 /// How the supervisor asks a writer to stop.
@@ -218,7 +214,7 @@ pub(crate) struct Close {
 /// Drains the outbox into the socket until told to close or the socket fails.
 /// Sends a whitespace keepalive after `keepalive` of write idleness.
 pub(crate) async fn write_loop(
-    mut socket: OwnedWriteHalf,
+    mut socket: WriteHalf,
     outbox: Arc<Mutex<Outbox>>,
     mut close: oneshot::Receiver<Close>,
     keepalive: Duration,
@@ -232,7 +228,7 @@ pub(crate) async fn write_loop(
     tokio::pin!(idle);
     loop {
         if !outbox.unsent.is_empty() {
-            socket.write_all(&outbox.unsent).await?;
+            send(&mut socket, &outbox.unsent).await?;
             outbox.unsent.clear();
             idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
         }
@@ -272,11 +268,7 @@ pub(crate) async fn write_loop(
     }
 }
 
-async fn finish(
-    socket: &mut OwnedWriteHalf,
-    outbox: &mut Outbox,
-    close: Close,
-) -> Result<(), Error> {
+async fn finish(socket: &mut WriteHalf, outbox: &mut Outbox, close: Close) -> Result<(), Error> {
     if close.flush {
         let now = Instant::now();
         while let Ok(queued) = outbox.queue.try_recv() {
@@ -300,7 +292,7 @@ async fn finish(
         );
     }
     tail.extend_from_slice(b"</stream:stream>");
-    socket.write_all(&tail).await?;
+    send(socket, &tail).await?;
     socket.shutdown().await?;
     Ok(())
 }

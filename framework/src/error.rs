@@ -66,6 +66,20 @@ impl fmt::Display for StreamErrorInfo {
     }
 }
 
+/// What is wrong with the server's TLS certificate (`--tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertificateProblem {
+    /// Not issued by a CA we trust (`--tls-ca`, or the platform's roots without it).
+    UnknownIssuer,
+    /// Valid, but not for the name we expect (`--tls-server-name`).
+    WrongName,
+    /// Expired or not yet valid: the server must renew it (or a clock is wrong).
+    Expired,
+    /// Rejected for another reason (bad signature, wrong purpose, revoked, ...).
+    Invalid,
+}
+
 /// Why a connection (or the attempt to make one) ended.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -108,6 +122,20 @@ pub enum Error {
     /// The link stayed silent and did not answer our ping.
     #[error("no answer to a keepalive ping within {0:?}: the link is dead")]
     DeadLink(Duration),
+    /// The TLS handshake failed for a reason other than the certificate (the peer does
+    /// not speak TLS, no common protocol version, the connection dropped, ...).
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    /// The server's TLS certificate failed verification.
+    #[error("the server's TLS certificate is not accepted for {server_name:?}: {detail}")]
+    Certificate {
+        /// The name we verified against.
+        server_name: String,
+        /// What is wrong, for the hint and for deciding whether to retry.
+        problem: CertificateProblem,
+        /// rustls's own description.
+        detail: String,
+    },
     /// The configuration is unusable (bad flag, unreadable secret file, ...).
     #[error("configuration error: {0}")]
     Config(String),
@@ -119,6 +147,8 @@ impl Error {
         match self {
             Error::Stream(info) => info.is_configuration_error(),
             Error::Config(_) => true,
+            // Trust and names are ours to fix; an expired certificate is renewed on the server.
+            Error::Certificate { problem, .. } => *problem != CertificateProblem::Expired,
             _ => false,
         }
     }
@@ -127,6 +157,29 @@ impl Error {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             Error::Stream(info) => info.hint(),
+            Error::Certificate { problem, .. } => Some(match problem {
+                CertificateProblem::UnknownIssuer => {
+                    "the server's certificate is not signed by a CA we trust: pass --tls-ca FILE \
+                     with the (private) CA that issued it; without --tls-ca only the system's \
+                     CA store is trusted"
+                }
+                CertificateProblem::WrongName => {
+                    "the certificate does not carry the name we expect: set --tls-server-name to \
+                     a DNS name in the server's certificate (the default is the host of \
+                     --server; when that is an IP address, certificates seldom list it)"
+                }
+                CertificateProblem::Expired => {
+                    "the server's certificate is expired or not yet valid: renew it on the \
+                     server, or check the clocks (retrying)"
+                }
+                CertificateProblem::Invalid => {
+                    "the server's certificate is unusable: fix the certificate on the server"
+                }
+            }),
+            Error::Tls(_) => Some(
+                "is the server's component listener TLS (ejabberd: tls: true)? Drop --tls for a \
+                 plain port; Prosody's component port has no TLS (retrying)",
+            ),
             _ => None,
         }
     }

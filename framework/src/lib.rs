@@ -38,7 +38,10 @@
 //! - `namespaces`: XML namespace resolution over rxml's raw parser, linear in depth.
 //! - `xmlstream`: incremental parsing (rxml + minidom) into stanzas, size and depth caps
 //!   (over-cap stanzas are skipped, not fatal), namespaces.
-//! - `connection`: one TCP connection: dial, handshake, reader, writer task.
+//! - `connection`: one connection: dial, handshake, reader, writer task.
+//! - `transport`: the byte stream under it, plain TCP or TLS, as one reading and one
+//!   writing half.
+//! - `tls`: `--tls` settings (trust anchors, server name) and certificate errors.
 //! - `serialize`: outbound stanzas to bytes (direct for messages, `xso` otherwise).
 //! - `component`: the supervisor: reconnects with backoff, keepalive pings, shutdown.
 //! - `dispatch`: per-sender ordering with bounded concurrency.
@@ -73,12 +76,14 @@ mod presence_storm;
 pub mod router;
 mod serialize;
 pub mod testing;
+mod tls;
+mod transport;
 mod xmlstream;
 
 pub use app::{EXIT_CONFIG, exit_code, run, runtime, shutdown_signal};
 pub use component::Component;
 pub use config::{ComponentArgs, Config, LogFormat, Secret};
-pub use error::{Error, RequestError, SendError, StreamErrorInfo};
+pub use error::{CertificateProblem, Error, RequestError, SendError, StreamErrorInfo};
 pub use flood::{FloodLimits, RateLimit};
 pub use handle::Handle;
 pub use handshake::token as handshake_token;
@@ -86,6 +91,7 @@ pub use logging::init as init_logging;
 pub use metrics::Metrics;
 pub use router::{IqRequest, IqResult, IqResultThen, Router, stanza_error};
 pub use serialize::escaped as escape_markup;
+pub use tls::TlsConfig;
 pub use xmlstream::{
     DEFAULT_MAX_DEPTH, InvalidCause, InvalidStanza, ParseError, ParseMode, SharedMessage,
     SharedPayload, Stanza, StreamEvent, StreamHeader, StreamParser,
