@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use prometheus_client::registry::Registry;
+
 use crate::component::Component;
 use crate::config::{ComponentArgs, Config};
 use crate::router::Router;
@@ -13,6 +15,15 @@ pub const EXIT_CONFIG: u8 = 2;
 /// component on a Tokio runtime until SIGINT/SIGTERM. Returns 0 on a clean shutdown and
 /// a non-zero code with a message that names the likely fix otherwise.
 pub fn run(args: ComponentArgs, make_router: impl FnOnce(&Config) -> Router) -> ExitCode {
+    run_with_metrics(args, |config, _| make_router(config))
+}
+
+/// [`run`] for a component with metrics of its own: `setup` also gets the registry
+/// served on `--metrics`, to add them to (see [`crate::observe::gauge`]).
+pub fn run_with_metrics(
+    args: ComponentArgs,
+    setup: impl FnOnce(&Config, &mut Registry) -> Router,
+) -> ExitCode {
     let config = match args.into_config() {
         Ok(config) => config,
         Err(error) => {
@@ -24,9 +35,10 @@ pub fn run(args: ComponentArgs, make_router: impl FnOnce(&Config) -> Router) -> 
     let Some(runtime) = runtime(1) else {
         return ExitCode::FAILURE;
     };
-    let router = make_router(&config);
+    let mut registry = Registry::default();
+    let router = setup(&config, &mut registry);
     runtime.block_on(async move {
-        let component = Component::new(config, router);
+        let component = Component::with_registry(config, router, registry);
         exit_code(component.run(shutdown_signal()).await)
     })
 }

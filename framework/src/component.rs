@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::registry::Registry;
 use tokio::sync::{Mutex, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,7 @@ use crate::error::Error;
 use crate::handle::Handle;
 use crate::metrics::Counters;
 use crate::notify::Notifier;
+use crate::observe::{self, FrameworkCollector, Link};
 use crate::router::{Inbound, Router};
 use crate::xmlstream::{Stanza, StreamEvent};
 
@@ -31,11 +33,18 @@ pub struct Component {
     router: Arc<Router>,
     handle: Handle,
     outbox: Arc<Mutex<Outbox>>,
+    link: Arc<Link>,
+    registry: Registry,
 }
 
 impl Component {
     /// Builds the component; nothing is dialled until [`Component::run`].
     pub fn new(config: Config, router: Router) -> Self {
+        Self::with_registry(config, router, Registry::default())
+    }
+
+    /// [`Component::new`] with metrics already registered by the component.
+    pub(crate) fn with_registry(config: Config, router: Router, mut registry: Registry) -> Self {
         let (handle, queue) = Handle::new(
             config.domain.clone(),
             config.queue_size,
@@ -46,12 +55,27 @@ impl Component {
             unsent: Vec::new(),
             ttl: config.queue_ttl,
         };
+        let link = Arc::new(Link::new(&config.server));
+        registry.register_collector(Box::new(FrameworkCollector {
+            handle: handle.clone(),
+            link: Arc::clone(&link),
+            queue_capacity: config.queue_size,
+        }));
         Component {
             config,
             router: Arc::new(router),
             handle,
             outbox: Arc::new(Mutex::new(outbox)),
+            link,
+            registry,
         }
+    }
+
+    /// The registry served on `--metrics`: register the component's own metrics here
+    /// before [`Component::run`] (see [`crate::observe::gauge`]). Without `--metrics`
+    /// nothing reads it.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// A handle for sending from outside handlers (an HTTP server, a game loop...).
@@ -60,12 +84,20 @@ impl Component {
         self.handle.clone()
     }
 
-    /// Runs until `shutdown` completes (returns `Ok`) or a fatal error occurs.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+    /// Runs until `shutdown` completes (returns `Ok`) or a fatal error occurs. With
+    /// `--metrics` the metrics listener runs alongside and stops once the link is closed.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let observer = match self.config.metrics {
+            Some(addr) => {
+                let registry = std::mem::take(&mut self.registry);
+                Some(observe::Server::start(addr, registry, Arc::clone(&self.link)).await?)
+            }
+            None => None,
+        };
         let token = CancellationToken::new();
         let supervise = self.supervise(token.clone());
         tokio::pin!(supervise);
-        tokio::select! {
+        let result = tokio::select! {
             result = &mut supervise => result,
             () = shutdown => {
                 tracing::info!("shutting down");
@@ -73,7 +105,11 @@ impl Component {
                 token.cancel();
                 supervise.await
             }
+        };
+        if let Some(observer) = observer {
+            observer.stop().await;
         }
+        result
     }
 
     async fn supervise(&self, shutdown: CancellationToken) -> Result<(), Error> {
@@ -95,11 +131,17 @@ impl Component {
             let end = match attempt {
                 Ok((reader, writer)) => {
                     tracing::info!(domain = %config.domain, "handshake ok");
+                    self.link
+                        .set_up(format!("linked to {} as {}", config.server, config.domain));
                     Counters::bump(&self.handle.counters().connects);
                     notifier.connected(config.domain.domain().as_str());
                     let watchdog = notifier.keep_alive();
                     let connected_at = Instant::now();
                     let end = self.serve(reader, writer, &dispatcher, &shutdown).await;
+                    self.link.set_down(&match &end {
+                        Ok(()) => "shutting down".to_owned(),
+                        Err(error) => error.to_string(),
+                    });
                     drop(watchdog);
                     if connected_at.elapsed() >= config.backoff_reset_after {
                         backoff.reset();
@@ -111,6 +153,7 @@ impl Component {
                 }
                 Err(error) => error,
             };
+            self.link.set_down(&end.to_string());
             if end.is_fatal() {
                 return Err(end);
             }
@@ -231,7 +274,16 @@ impl Component {
                 heard = true;
                 Counters::bump(&self.handle.counters().received);
                 match event? {
-                    StreamEvent::Stanza(stanza) => self.route(stanza, dispatcher).await,
+                    StreamEvent::Stanza(stanza) => {
+                        let counters = self.handle.counters();
+                        match &stanza {
+                            Stanza::Message(_) => Counters::bump(&counters.received_message),
+                            Stanza::Presence(_) => Counters::bump(&counters.received_presence),
+                            Stanza::Iq(_) => Counters::bump(&counters.received_iq),
+                            Stanza::Element(_) | Stanza::Shared(_) => {}
+                        }
+                        self.route(stanza, dispatcher).await
+                    }
                     StreamEvent::Invalid(invalid) => {
                         if !invalid.cause.is_over_limit() {
                             Counters::bump(&self.handle.counters().invalid);

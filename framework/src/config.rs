@@ -4,6 +4,7 @@
 //! Precedence is flag > environment variable > `--config` file > default. A component adds
 //! its own flags next to [`ComponentArgs`] with `#[command(flatten)]`.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -165,6 +166,10 @@ pub struct ComponentArgs {
     /// Seconds of the presence-storm window and cool-down [default: 60].
     #[arg(long, value_name = "SECS")]
     pub presence_storm_interval: Option<f64>,
+    /// Serve `/metrics` (Prometheus text) and `/health` on this address, apart from any
+    /// public listener; keep it on loopback, e.g. 127.0.0.1:9101 [default: off].
+    #[arg(long, env = "XMPP_COMPONENT_METRICS", value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The same options as they may appear in the `--config` TOML file.
@@ -195,6 +200,7 @@ pub(crate) struct FileOptions {
     presence_storm_count: Option<u32>,
     presence_storm_interval: Option<f64>,
     max_depth: Option<usize>,
+    metrics: Option<SocketAddr>,
 }
 
 /// A validated configuration.
@@ -248,6 +254,8 @@ pub struct Config {
     pub presence_storm_count: u32,
     /// The presence-storm window, and the cool-down after a storm.
     pub presence_storm_interval: Duration,
+    /// Where to serve `/metrics` and `/health`; `None` serves nothing.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Config {
@@ -294,6 +302,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             presence_storm_count: 10,
             presence_storm_interval: Duration::from_secs(60),
+            metrics: None,
         })
     }
 }
@@ -409,6 +418,7 @@ impl ComponentArgs {
         {
             config.presence_storm_interval = seconds(secs, "presence-storm-interval")?;
         }
+        config.metrics = self.metrics.or(file.metrics);
         if let Some(jid) = self.ping_to.or(file.ping_to) {
             config.ping_to = Jid::new(&jid)
                 .map_err(|e| Error::Config(format!("--ping-to {jid:?} is not a JID: {e}")))?;
@@ -505,6 +515,7 @@ mod tests {
         assert_eq!(config.flood.user.per_second, 200.0);
         assert_eq!(config.flood.domain.burst, 2000.0);
         assert_eq!(config.presence_storm_count, 10);
+        assert_eq!(config.metrics, None);
     }
 
     #[test]
@@ -635,7 +646,7 @@ mod tests {
             &toml,
             format!(
                 "server = '10.0.0.1:1'\ndomain = 'pong.localhost'\nsecret-file = '{}'\n\
-                 queue-size = 7\nlog-format = 'json'\n",
+                 queue-size = 7\nlog-format = 'json'\nmetrics = '127.0.0.1:9101'\n",
                 secret_file.display()
             ),
         )
@@ -652,6 +663,10 @@ mod tests {
         assert_eq!(config.secret.expose(), "from-file");
         assert_eq!(config.queue_size, 7);
         assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.metrics,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9101)))
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 

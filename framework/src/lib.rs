@@ -51,6 +51,7 @@
 //! - [`router`]: handler registration, IQ reply rules, built-in disco/ping/version.
 //! - `handle`: sending, the outbound queue, awaiting IQ replies.
 //! - `metrics`: counters readable with [`Handle::metrics`].
+//! - [`observe`]: the `--metrics` listener: Prometheus text on `/metrics`, `/health`.
 //! - `notify`: systemd readiness and watchdog notifications (`Type=notify` units).
 //! - [`testing`]: [`testing::TestServer`], the server side of XEP-0114 for tests.
 
@@ -72,6 +73,7 @@ mod logging;
 mod metrics;
 mod namespaces;
 mod notify;
+pub mod observe;
 mod presence_storm;
 pub mod router;
 mod serialize;
@@ -80,7 +82,7 @@ mod tls;
 mod transport;
 mod xmlstream;
 
-pub use app::{EXIT_CONFIG, exit_code, run, runtime, shutdown_signal};
+pub use app::{EXIT_CONFIG, exit_code, run, run_with_metrics, runtime, shutdown_signal};
 pub use component::Component;
 pub use config::{ComponentArgs, Config, LogFormat, Secret};
 pub use error::{CertificateProblem, Error, RequestError, SendError, StreamErrorInfo};
@@ -100,6 +102,7 @@ pub use xmlstream::{
 /// Re-exported so components use exactly the versions the framework speaks.
 pub use clap;
 pub use minidom;
+pub use prometheus_client;
 pub use rxml;
 pub use xmpp_parsers;
 pub use xso;

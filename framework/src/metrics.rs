@@ -1,4 +1,5 @@
-//! Counters every component gets for free, readable through [`crate::Handle::metrics`].
+//! Counters every component gets for free, readable through [`crate::Handle::metrics`]
+//! and served in Prometheus text on `--metrics` (see `observe`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -6,6 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) received: AtomicU64,
+    pub(crate) received_message: AtomicU64,
+    pub(crate) received_presence: AtomicU64,
+    pub(crate) received_iq: AtomicU64,
     pub(crate) sent: AtomicU64,
     pub(crate) invalid: AtomicU64,
     pub(crate) refused: AtomicU64,
@@ -28,6 +32,9 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Metrics {
             stanzas_received: get(&self.received),
+            messages_received: get(&self.received_message),
+            presences_received: get(&self.received_presence),
+            iqs_received: get(&self.received_iq),
             stanzas_sent: get(&self.sent),
             stanzas_invalid: get(&self.invalid),
             stanzas_refused: get(&self.refused),
@@ -43,8 +50,14 @@ impl Counters {
 /// A snapshot of a component's counters since it started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Metrics {
-    /// Stanzas read from the server (including IQ replies).
+    /// Stanzas read from the server (including IQ replies, invalid and over-cap ones).
     pub stanzas_received: u64,
+    /// Well-formed messages among them.
+    pub messages_received: u64,
+    /// Well-formed presences among them.
+    pub presences_received: u64,
+    /// Well-formed IQs among them (requests and replies).
+    pub iqs_received: u64,
     /// Stanzas written to the server.
     pub stanzas_sent: u64,
     /// Well-formed but invalid stanzas (answered with `bad-request` when they were requests).

@@ -303,7 +303,8 @@ async fn serve(
         profiles: Arc::clone(&profiles),
         web_url: http_addr.and(web.public_url),
     });
-    let component = Component::new(config, router(Arc::clone(&lobby), frontdoor));
+    let mut component = Component::new(config, router(Arc::clone(&lobby), frontdoor));
+    metrics.register(component.registry_mut());
     lobby.attach(Arc::new(component.handle()));
 
     // One signal for both servers: on SIGINT/SIGTERM the games end first (their last

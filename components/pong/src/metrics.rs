@@ -1,4 +1,6 @@
-//! Process-wide counters and the tick-lateness histogram, served as JSON on `/metrics`.
+//! Process-wide counters and the tick-lateness histogram, served as JSON on `/metrics`
+//! of the public HTTP listener and, with the framework's `--metrics ADDR`, in Prometheus
+//! text on the metrics listener ([`Metrics::register`]).
 //!
 //! Every game task records, on each tick, how late it woke up compared with its fixed
 //! schedule. Lock-free atomics keep recording cheap (tens of thousands of ticks a second);
@@ -6,8 +8,17 @@
 //! The buckets are exposed too, so a benchmark can subtract two snapshots and get the
 //! percentiles of just its measurement window.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use xmpp_component::observe;
+use xmpp_component::prometheus_client::collector::Collector;
+use xmpp_component::prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use xmpp_component::prometheus_client::metrics::MetricType;
+use xmpp_component::prometheus_client::metrics::exemplar::Exemplar;
+use xmpp_component::prometheus_client::registry::Registry;
 
 use serde::Serialize;
 
@@ -38,6 +49,7 @@ pub struct Metrics {
     /// Paddle moves dropped because a game's inbox was full (a client flooding).
     pub inputs_dropped: AtomicU64,
     lateness_max_us: AtomicU64,
+    lateness_sum_us: AtomicU64,
     lateness: Box<[AtomicU64]>,
 }
 
@@ -54,6 +66,7 @@ impl Default for Metrics {
             stanzas_dropped: AtomicU64::new(0),
             inputs_dropped: AtomicU64::new(0),
             lateness_max_us: AtomicU64::new(0),
+            lateness_sum_us: AtomicU64::new(0),
             lateness: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -101,6 +114,7 @@ impl Metrics {
             .min(BUCKETS - 1);
         self.lateness[bucket].fetch_add(1, Relaxed);
         self.lateness_max_us.fetch_max(us, Relaxed);
+        self.lateness_sum_us.fetch_add(us, Relaxed);
         self.ticks.fetch_add(1, Relaxed);
     }
 
@@ -129,6 +143,114 @@ impl Metrics {
                 .map(|(i, n)| ((i as u64 + 1) * BUCKET_US, *n))
                 .collect(),
         }
+    }
+}
+
+/// Upper bounds (µs) of the Prometheus tick-lateness buckets; each is a multiple of
+/// [`BUCKET_US`], so the fine buckets add up into them exactly.
+const PROMETHEUS_BOUNDS_US: [u64; 9] = [
+    100, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 33_300, 50_000,
+];
+
+/// Picks one counter out of [`Metrics`].
+type Field = fn(&Metrics) -> &AtomicU64;
+
+impl Metrics {
+    /// Adds the game server's metrics to the framework's `--metrics` registry; they are
+    /// read from these atomics at scrape time.
+    pub fn register(self: &Arc<Self>, registry: &mut Registry) {
+        let gauges: [(&str, &str, Field); 2] = [
+            (
+                "pong_games_running",
+                "Games with two players, ticking.",
+                |m| &m.games_running,
+            ),
+            (
+                "pong_players_waiting",
+                "Players waiting for an opponent (games with one player).",
+                |m| &m.games_waiting,
+            ),
+        ];
+        for (name, help, field) in gauges {
+            let metrics = Arc::clone(self);
+            registry.register_collector(observe::gauge(name, help, move || {
+                field(&metrics).load(Relaxed)
+            }));
+        }
+        let counters: [(&str, &str, Field); 5] = [
+            (
+                "pong_games_started",
+                "Games that reached the playing state.",
+                |m| &m.games_started,
+            ),
+            (
+                "pong_games_finished",
+                "Games that ended, for any reason.",
+                |m| &m.games_finished,
+            ),
+            (
+                "pong_ticks_skipped",
+                "Ticks skipped because a game task woke up more than a period late.",
+                |m| &m.ticks_skipped,
+            ),
+            (
+                "pong_stanzas_dropped",
+                "High-rate stanzas dropped on a full outbound queue.",
+                |m| &m.stanzas_dropped,
+            ),
+            (
+                "pong_inputs_dropped",
+                "Paddle moves dropped on a full game inbox.",
+                |m| &m.inputs_dropped,
+            ),
+        ];
+        for (name, help, field) in counters {
+            let metrics = Arc::clone(self);
+            registry.register_collector(observe::counter(name, help, move || {
+                field(&metrics).load(Relaxed)
+            }));
+        }
+        registry.register_collector(Box::new(LatenessHistogram(Arc::clone(self))));
+    }
+}
+
+/// `pong_tick_lateness_seconds`: the fine lateness buckets summed into Prometheus ones.
+struct LatenessHistogram(Arc<Metrics>);
+
+impl std::fmt::Debug for LatenessHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LatenessHistogram")
+    }
+}
+
+impl Collector for LatenessHistogram {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let metrics = &self.0;
+        let mut buckets: Vec<(f64, u64)> = PROMETHEUS_BOUNDS_US
+            .iter()
+            .map(|&us| (us as f64 / 1e6, 0))
+            .collect();
+        let mut count = 0;
+        for (i, n) in metrics.lateness.iter().enumerate() {
+            let n = n.load(Relaxed);
+            count += n;
+            let upper_us = (i as u64 + 1) * BUCKET_US;
+            // The last fine bucket also holds everything later: it belongs to +Inf only.
+            let slot = PROMETHEUS_BOUNDS_US.iter().position(|&b| upper_us <= b);
+            match slot {
+                Some(slot) if i + 1 < BUCKETS => buckets[slot].1 += n,
+                _ => {}
+            }
+        }
+        let sum = metrics.lateness_sum_us.load(Relaxed) as f64 / 1e6;
+        let histogram = encoder.encode_descriptor(
+            "pong_tick_lateness_seconds",
+            "How late game ticks woke up compared with their fixed schedule.",
+            None,
+            MetricType::Histogram,
+        );
+        let no_exemplars: Option<&HashMap<usize, Exemplar<NoLabelSet, f64>>> = None;
+        histogram?.encode_histogram(sum, count, &buckets, no_exemplars)
     }
 }
 
@@ -167,5 +289,34 @@ mod tests {
         assert_eq!(s.tick_lateness_p99_ms, 2.1);
         assert_eq!(s.tick_lateness_max_ms, 3000.0);
         assert_eq!(s.tick_lateness_buckets_us.last(), Some(&(50_000, 1)));
+    }
+
+    #[test]
+    fn prometheus_text_has_the_gauges_and_a_cumulative_lateness_histogram() {
+        let m = Arc::new(Metrics::default());
+        m.games_running.store(3, Relaxed);
+        m.games_waiting.store(1, Relaxed);
+        m.record_tick(Duration::from_micros(50));
+        m.record_tick(Duration::from_micros(1_500));
+        m.record_tick(Duration::from_secs(3));
+        let mut registry = Registry::default();
+        m.register(&mut registry);
+        let mut text = String::new();
+        xmpp_component::prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+            .expect("encodes");
+        for line in [
+            "pong_games_running 3\n",
+            "pong_players_waiting 1\n",
+            "pong_games_started_total 0\n",
+            "pong_tick_lateness_seconds_bucket{le=\"0.0001\"} 1\n",
+            "pong_tick_lateness_seconds_bucket{le=\"0.001\"} 1\n",
+            "pong_tick_lateness_seconds_bucket{le=\"0.002\"} 2\n",
+            "pong_tick_lateness_seconds_bucket{le=\"0.05\"} 2\n",
+            "pong_tick_lateness_seconds_bucket{le=\"+Inf\"} 3\n",
+            "pong_tick_lateness_seconds_sum 3.00155\n",
+            "pong_tick_lateness_seconds_count 3\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
     }
 }

@@ -46,6 +46,7 @@ pub struct HttpState {
     index_etag: Arc<str>,
     shutdown: CancellationToken,
     streams: Arc<Semaphore>,
+    max_streams: usize,
 }
 
 impl HttpState {
@@ -59,7 +60,14 @@ impl HttpState {
             index: index.into(),
             shutdown,
             streams: Arc::new(Semaphore::new(max_streams)),
+            max_streams,
         }
+    }
+
+    /// Live (Server-Sent Events) pages open right now.
+    pub fn live_pages(&self) -> usize {
+        self.max_streams
+            .saturating_sub(self.streams.available_permits())
     }
 }
 

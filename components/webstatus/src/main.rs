@@ -12,7 +12,7 @@ use clap::Parser;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use xmpp_component::{
-    Component, ComponentArgs, EXIT_CONFIG, exit_code, init_logging, shutdown_signal,
+    Component, ComponentArgs, EXIT_CONFIG, exit_code, init_logging, observe, shutdown_signal,
 };
 use xmpp_webstatus::limits::{DEFAULT_MAX_USERS, DEFAULT_REGISTRATIONS_PER_DOMAIN};
 use xmpp_webstatus::{App, HttpState, Limits, Settings, SledStore, http, service};
@@ -301,6 +301,7 @@ async fn serve(config: xmpp_component::Config, options: Options) -> ExitCode {
         signal.cancel();
     });
     let http_state = HttpState::new(&app, shutdown.clone(), options.max_live_pages);
+    let live = http_state.clone();
     // Small responses on keep-alive connections: never wait for Nagle.
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
@@ -311,7 +312,26 @@ async fn serve(config: xmpp_component::Config, options: Options) -> ExitCode {
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let http_task = tokio::spawn(async move { http_server.await });
 
-    let component = Component::new(config, service::router(app, options.reprobe_interval));
+    let users = Arc::clone(app.registry());
+    let online = Arc::clone(app.registry());
+    let mut component = Component::new(config, service::router(app, options.reprobe_interval));
+    // Read at scrape time on --metrics; nothing is counted on the hot path.
+    let metrics = component.registry_mut();
+    metrics.register_collector(observe::gauge(
+        "webstatus_registered_users",
+        "Registered users.",
+        move || users.len() as u64,
+    ));
+    metrics.register_collector(observe::gauge(
+        "webstatus_online_users",
+        "Registered users with at least one available resource.",
+        move || online.online() as u64,
+    ));
+    metrics.register_collector(observe::gauge(
+        "webstatus_sse_clients",
+        "Live (Server-Sent Events) pages open.",
+        move || live.live_pages() as u64,
+    ));
     let result = component.run(shutdown.clone().cancelled_owned()).await;
     // A fatal XMPP error ends the HTTP side too.
     shutdown.cancel();

@@ -143,6 +143,16 @@ impl Registry {
         self.read().by_jid.len()
     }
 
+    /// How many registered users have at least one available resource (metrics: a walk
+    /// over every entry, meant for a scrape every few seconds, not for a hot path).
+    pub fn online(&self) -> usize {
+        self.read()
+            .by_jid
+            .values()
+            .filter(|entry| entry.lock().presence.top().is_some())
+            .count()
+    }
+
     /// Whether nobody is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -388,6 +398,25 @@ mod tests {
             Some(Display::Offline)
         );
         assert_eq!(registry.updates_applied(), 2);
+    }
+
+    #[test]
+    fn online_counts_users_with_an_available_resource() {
+        let registry = Registry::new();
+        let alice = record("alice@localhost", Consent::Granted);
+        let bob = record("bob@localhost", Consent::Granted);
+        registry.load(vec![alice, bob]);
+        assert_eq!(registry.online(), 0);
+        registry.apply("alice@localhost", online("a", Show::Away, 0));
+        registry.apply("bob@localhost", online("b", Show::Chat, 0));
+        assert_eq!(registry.online(), 2);
+        registry.apply(
+            "bob@localhost",
+            Update::Unavailable {
+                resource: Some("b"),
+            },
+        );
+        assert_eq!(registry.online(), 1);
     }
 
     #[test]
