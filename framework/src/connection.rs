@@ -242,10 +242,17 @@ pub(crate) async fn write_loop(
                 Some(first) => {
                     let now = Instant::now();
                     let (mut batch, mut expired) = (0, 0);
+                    let mut kinds = [0u64; 3];
                     let mut next = Some(first);
                     while let Some(queued) = next {
                         if outbox.serialize_if_fresh(&queued, now) {
                             batch += 1;
+                            match queued.stanza {
+                                Stanza::Message(_) | Stanza::Shared(_) => kinds[0] += 1,
+                                Stanza::Presence(_) => kinds[1] += 1,
+                                Stanza::Iq(_) => kinds[2] += 1,
+                                Stanza::Element(_) => {}
+                            }
                         } else {
                             expired += 1;
                         }
@@ -255,6 +262,12 @@ pub(crate) async fn write_loop(
                         next = outbox.queue.try_recv().ok();
                     }
                     Counters::add(sent, batch);
+                    let counters = handle.counters();
+                    for (counter, n) in [&counters.sent_message, &counters.sent_presence, &counters.sent_iq].into_iter().zip(kinds) {
+                        if n > 0 {
+                            Counters::add(counter, n);
+                        }
+                    }
                     if expired > 0 {
                         Counters::add(&handle.counters().expired, expired);
                         tracing::warn!(expired, "dropped stanzas that waited in the queue longer than --queue-ttl");

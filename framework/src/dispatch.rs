@@ -199,12 +199,15 @@ impl Dispatcher {
         let Ok(permit) = self.permits.clone().acquire_owned().await else {
             return; // The semaphore is never closed.
         };
+        let started = std::time::Instant::now();
         let mut first = guarded(self.router.dispatch(&self.handle, inbound));
         let finished_inline = std::future::poll_fn(|cx| {
             std::task::Poll::Ready(Pin::new(&mut first).poll(cx).is_ready())
         })
         .await;
         if finished_inline {
+            let latency = &self.handle.counters().handler_latency;
+            latency.observe(started.elapsed());
             return;
         }
         lock(&self.busy).queues.insert(sender, VecDeque::new());
@@ -215,6 +218,8 @@ impl Dispatcher {
         );
         tokio::spawn(async move {
             first.await;
+            let latency = &handle.counters().handler_latency;
+            latency.observe(started.elapsed());
             loop {
                 let next = {
                     let mut busy = lock(&busy);
@@ -229,7 +234,9 @@ impl Dispatcher {
                         }
                     }
                 };
+                let started = std::time::Instant::now();
                 guarded(router.dispatch(&handle, next)).await;
+                latency.observe(started.elapsed());
             }
             drop(permit);
         });
@@ -243,6 +250,7 @@ impl Dispatcher {
         let mut guards = lock(&self.guards);
         if let Verdict::Refuse { tier, first } = guards.flood.check(keys, now) {
             if first {
+                Counters::bump(&counters.rate_limited);
                 tracing::warn!(
                     sender = %inbound.sender(),
                     ?tier,

@@ -10,6 +10,7 @@
 //! [`crate::Component::registry_mut`] (or [`crate::run_with_metrics`]); [`gauge`] and
 //! [`counter`] turn a closure over existing state into a metric read at scrape time.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,9 +22,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
@@ -111,11 +113,36 @@ impl Collector for FrameworkCollector {
         ] {
             ConstCounter::new(n).encode(received.encode_family(&[("kind", kind)])?)?;
         }
+        let by_kind = m.messages_sent + m.presences_sent + m.iqs_sent;
+        let mut sent = encoder.encode_descriptor(
+            "xmpp_component_stanzas_sent",
+            "Stanzas written to the server, by kind (other: the handshake and raw elements).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, n) in [
+            ("message", m.messages_sent),
+            ("presence", m.presences_sent),
+            ("iq", m.iqs_sent),
+            ("other", m.stanzas_sent.saturating_sub(by_kind)),
+        ] {
+            ConstCounter::new(n).encode(sent.encode_family(&[("kind", kind)])?)?;
+        }
+        let (sum, count, buckets) = self.handle.counters().handler_latency.snapshot();
+        let no_exemplars: Option<&HashMap<usize, Exemplar<NoLabelSet, f64>>> = None;
+        encoder
+            .encode_descriptor(
+                "xmpp_component_handler_latency_seconds",
+                "How long stanza handlers took, from start to end.",
+                None,
+                MetricType::Histogram,
+            )?
+            .encode_histogram(sum, count, &buckets, no_exemplars)?;
         let counters = [
             (
-                "xmpp_component_stanzas_sent",
-                "Stanzas written to the server.",
-                m.stanzas_sent,
+                "xmpp_component_rate_limited_senders",
+                "Times a sender, user or domain went over its rate limit (one per episode).",
+                m.rate_limited_senders,
             ),
             (
                 "xmpp_component_stanzas_invalid",

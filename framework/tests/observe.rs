@@ -155,7 +155,7 @@ async fn health_follows_the_link_and_metrics_count_stanzas() {
     let echo: Element = server.recv().await.expect("echo");
     assert_eq!(echo.attr("to"), Some("alice@localhost/a"));
     let text = poll(metrics_addr, "/metrics", "counting the echo", |s, body| {
-        s == 200 && body.contains("xmpp_component_stanzas_sent_total 1\n")
+        s == 200 && body.contains("xmpp_component_stanzas_sent_total{kind=\"message\"} 1\n")
     })
     .await;
     let series = parse_prometheus(&text);
@@ -168,6 +168,14 @@ async fn health_follows_the_link_and_metrics_count_stanzas() {
         0.0
     );
     assert_eq!(series["xmpp_component_link_up"], 1.0);
+    // Every handler run (the echo among them) is in the histogram.
+    let runs = series["xmpp_component_handler_latency_seconds_count"];
+    assert!(runs >= 1.0, "{runs}");
+    assert_eq!(
+        series["xmpp_component_handler_latency_seconds_bucket{le=\"+Inf\"}"],
+        runs
+    );
+    assert_eq!(series["xmpp_component_rate_limited_senders_total"], 0.0);
     assert_eq!(series["xmpp_component_connections_total"], 1.0);
     assert_eq!(series["xmpp_component_reconnects_total"], 0.0);
     assert_eq!(series["xmpp_component_queue_depth"], 0.0);
