@@ -4,7 +4,8 @@
 //! Unknown tokens, removed users, malformed paths, unknown formats and wrong methods all
 //! get byte-identical 404 responses, so nobody can learn which JIDs are registered.
 //! Every response says `Cache-Control: no-cache` and carries an `ETag` (304 on a match),
-//! `nosniff`, and a CSP; only the HTML snippet may be framed.
+//! `nosniff`, and a CSP; only the HTML snippet may be framed. Requests are counted by
+//! format and status for `--metrics`.
 
 use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
@@ -12,15 +13,19 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
+use xmpp_component::prometheus_client::metrics::counter::Counter;
+use xmpp_component::prometheus_client::metrics::family::Family;
 
 use crate::app::App;
 use crate::registry::Registry;
@@ -47,7 +52,11 @@ pub struct HttpState {
     shutdown: CancellationToken,
     streams: Arc<Semaphore>,
     max_streams: usize,
+    requests: RequestCounts,
 }
+
+/// HTTP requests by `format` (html, svg, json, text, sse, index, other) and `status`.
+pub type RequestCounts = Family<Vec<(&'static str, String)>, Counter>;
 
 impl HttpState {
     /// State for `app`; live streams end when `shutdown` fires; at most `max_streams` at once.
@@ -61,7 +70,13 @@ impl HttpState {
             shutdown,
             streams: Arc::new(Semaphore::new(max_streams)),
             max_streams,
+            requests: RequestCounts::default(),
         }
+    }
+
+    /// The request counters, for the metrics registry.
+    pub fn requests(&self) -> RequestCounts {
+        self.requests.clone()
     }
 
     /// Live (Server-Sent Events) pages open right now.
@@ -73,6 +88,7 @@ impl HttpState {
 
 /// The whole HTTP service.
 pub fn app(state: HttpState) -> Router {
+    let requests = state.requests.clone();
     Router::new()
         .route("/", get(index).fallback(not_found_handler))
         .route("/status/{file}", get(status).fallback(not_found_handler))
@@ -82,6 +98,29 @@ pub fn app(state: HttpState) -> Router {
         )
         .fallback(not_found_handler)
         .with_state(state)
+        .layer(middleware::from_fn(move |request, next| {
+            count_request(requests.clone(), request, next)
+        }))
+}
+
+/// Counts one request by the format its path asks for and the status it got.
+async fn count_request(requests: RequestCounts, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let format = match path.rsplit_once('.').map(|(_, ext)| ext) {
+        _ if path == "/" => "index",
+        _ if path.ends_with("/events") => "sse",
+        Some("svg") => "svg",
+        Some("json") => "json",
+        Some("txt") => "text",
+        _ if path.starts_with("/status/") => "html",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    requests
+        .get_or_create(&vec![("format", format.to_owned()), ("status", status)])
+        .inc();
+    response
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,6 +447,41 @@ mod tests {
 
         let (_, _, body) = get(&router, &format!("/status/{token}.txt"), &[]).await;
         assert_eq!(body, format!("alice@localhost: Away: {XSS}\n"));
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_format_and_status() {
+        let (app, tokens) = app_with(
+            &["alice@localhost"],
+            Options::default(),
+            Duration::from_secs(5),
+        );
+        let state = HttpState::new(&app, CancellationToken::new(), 10);
+        let requests = state.requests();
+        let router = self::app(state);
+        let token = tokens[0];
+        for path in [
+            format!("/status/{token}.svg"),
+            format!("/status/{token}.svg"),
+            format!("/status/{token}.json"),
+            "/status/nope.txt".to_owned(),
+            "/".to_owned(),
+        ] {
+            get(&router, &path, &[]).await;
+        }
+        let count = |format: &str, status: &str| {
+            requests
+                .get_or_create(&vec![
+                    ("format", format.to_owned()),
+                    ("status", status.to_owned()),
+                ])
+                .get()
+        };
+        assert_eq!(count("svg", "200"), 2);
+        assert_eq!(count("json", "200"), 1);
+        assert_eq!(count("text", "404"), 1);
+        assert_eq!(count("index", "200"), 1);
+        assert_eq!(count("html", "200"), 0);
     }
 
     #[tokio::test]

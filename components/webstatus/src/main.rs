@@ -302,6 +302,7 @@ async fn serve(config: xmpp_component::Config, options: Options) -> ExitCode {
     });
     let http_state = HttpState::new(&app, shutdown.clone(), options.max_live_pages);
     let live = http_state.clone();
+    let requests = http_state.requests();
     // Small responses on keep-alive connections: never wait for Nagle.
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
@@ -327,6 +328,11 @@ async fn serve(config: xmpp_component::Config, options: Options) -> ExitCode {
         "Registered users with at least one available resource.",
         move || online.online() as u64,
     ));
+    metrics.register(
+        "webstatus_http_requests",
+        "HTTP requests by format and status.",
+        requests,
+    );
     metrics.register_collector(observe::gauge(
         "webstatus_sse_clients",
         "Live (Server-Sent Events) pages open.",
