@@ -14,7 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::leaderboard::{Entry, ResultStore};
+use crate::leaderboard::{Entry, Leaderboard};
 use crate::metrics::{Metrics, Snapshot};
 
 /// Rows shown when `max` is not given, and the most ever shown.
@@ -24,8 +24,8 @@ const MAX_ROWS: usize = 1000;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// The leaderboard.
-    pub store: Arc<dyn ResultStore>,
+    /// The leaderboard (reads come from its in-memory snapshot, never from disk).
+    pub store: Leaderboard,
     /// The counters.
     pub metrics: Arc<Metrics>,
 }
@@ -149,24 +149,27 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    fn state() -> AppState {
-        let store = MemoryStore::new();
+    async fn state() -> AppState {
+        let store = Leaderboard::open(Arc::new(MemoryStore::new()))
+            .await
+            .expect("leaderboard");
         store
-            .record(&GameResult {
+            .record(GameResult {
                 winner: "alice@localhost".into(),
                 loser: "<script>@evil".into(),
                 winner_points: 3,
                 loser_points: 1,
             })
+            .await
             .expect("record");
         AppState {
-            store: Arc::new(store),
+            store,
             metrics: Arc::new(Metrics::default()),
         }
     }
 
     async fn get(uri: &str) -> (StatusCode, String) {
-        let response = app(state())
+        let response = app(state().await)
             .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
             .await
             .expect("response");

@@ -7,7 +7,8 @@
 //! - [`protocol`]: parsing and building the `xmpp:game:pong` payloads;
 //! - [`game`]: one task per game, owning its state, ticking at a fixed rate;
 //! - [`lobby`]: matchmaking, named games, spectators, leaving, cleanup;
-//! - [`leaderboard`]: wins/losses/points per bare JID, durable in sled;
+//! - [`leaderboard`]: wins/losses/points per bare JID, durable in sled, written by one
+//!   writer task off the runtime and read from an in-memory snapshot;
 //! - [`service`]: the XMPP router and its handlers;
 //! - [`http`]: the leaderboard and metrics over HTTP (axum);
 //! - [`metrics`]: counters and the tick-lateness histogram;
@@ -24,7 +25,7 @@ pub mod protocol;
 pub mod service;
 
 pub use game::Settings;
-pub use leaderboard::{MemoryStore, ResultStore, SledStore};
+pub use leaderboard::{Leaderboard, MemoryStore, ResultStore, SledStore};
 pub use lobby::Lobby;
 pub use metrics::Metrics;
 pub use service::router;

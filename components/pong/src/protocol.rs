@@ -125,6 +125,8 @@ pub enum EndReason {
     Abandoned,
     /// The server is shutting down: no winner, nothing recorded.
     Shutdown,
+    /// Nobody joined a waiting game within the wait timeout: nothing recorded.
+    Expired,
 }
 
 impl EndReason {
@@ -136,6 +138,7 @@ impl EndReason {
             EndReason::Idle => "idle",
             EndReason::Abandoned => "abandoned",
             EndReason::Shutdown => "shutdown",
+            EndReason::Expired => "expired",
         }
     }
 }
@@ -149,6 +152,9 @@ pub struct GameOver {
     pub score: [u32; 2],
     /// Why it ended.
     pub reason: EndReason,
+    /// For a game that counts for the leaderboard: whether its result was written
+    /// (`Some(false)`: the write failed, the result is lost). `None`: nothing to record.
+    pub recorded: Option<bool>,
 }
 
 /// Who receives a `dimensions` message.
@@ -350,7 +356,10 @@ pub fn game_over(to: &str, over: &GameOver) -> Element {
     children.push(text_child("player1", over.score[0].to_string()));
     children.push(text_child("player2", over.score[1].to_string()));
     children.push(text_child("reason", over.reason.as_str().to_owned()));
-    let body = match &over.winner {
+    if let Some(recorded) = over.recorded {
+        children.push(text_child("recorded", recorded.to_string()));
+    }
+    let mut body = match &over.winner {
         Some((_, jid)) => format!(
             "XMPPong game over: {jid} wins {} – {} ({})",
             over.score[0],
@@ -359,6 +368,9 @@ pub fn game_over(to: &str, over: &GameOver) -> Element {
         ),
         None => format!("XMPPong game over: no winner ({})", over.reason.as_str()),
     };
+    if over.recorded == Some(false) {
+        body.push_str("; the result could not be saved to the leaderboard");
+    }
     headline(to, pong("gameOver", children), Some(body))
 }
 
@@ -566,6 +578,7 @@ mod tests {
                 winner: Some((Side::Left, "alice@localhost".into())),
                 score: [10, 4],
                 reason: EndReason::Points,
+                recorded: Some(true),
             },
         );
         let p = payload(&over);
@@ -573,6 +586,39 @@ mod tests {
         assert_eq!(child_text(p, "winner").as_deref(), Some("alice@localhost"));
         assert_eq!(child_text(p, "winnerside").as_deref(), Some("0"));
         assert_eq!(child_text(p, "reason").as_deref(), Some("points"));
+        assert_eq!(child_text(p, "recorded").as_deref(), Some("true"));
+        let lost = game_over(
+            "a@b/c",
+            &GameOver {
+                winner: Some((Side::Left, "alice@localhost".into())),
+                score: [10, 4],
+                reason: EndReason::Points,
+                recorded: Some(false),
+            },
+        );
+        assert_eq!(
+            child_text(payload(&lost), "recorded").as_deref(),
+            Some("false")
+        );
+        let body = lost
+            .get_child("body", NS_STANZA)
+            .map(|b| b.text())
+            .unwrap_or_default();
+        assert!(body.contains("could not be saved"), "{body}");
+        let expired = game_over(
+            "a@b/c",
+            &GameOver {
+                winner: None,
+                score: [0, 0],
+                reason: EndReason::Expired,
+                recorded: None,
+            },
+        );
+        assert_eq!(
+            child_text(payload(&expired), "reason").as_deref(),
+            Some("expired")
+        );
+        assert!(payload(&expired).get_child("recorded", NS).is_none());
     }
 
     #[test]
