@@ -340,3 +340,45 @@ async fn serve(
     }
     exit_code(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn game_options_come_from_flags_then_the_config_file_then_defaults() {
+        let dir = std::env::temp_dir().join(format!("pong-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("pong.toml");
+        std::fs::write(
+            &file,
+            "server = '127.0.0.1:5347'\nwait-timeout = 42\nmax-games-per-user = 5\ntick-hz = 20\n",
+        )
+        .expect("write config");
+        let path = file.to_string_lossy().into_owned();
+        let cli = Cli::try_parse_from(["xmpp-pong", "--config", &path, "--tick-hz", "40"])
+            .expect("flags");
+        let options = cli
+            .game
+            .options(cli.component.config.as_deref())
+            .expect("valid options");
+        assert_eq!(options.settings.wait_timeout, Duration::from_secs(42));
+        assert_eq!(options.settings.max_games_per_user, 5);
+        assert_eq!(options.settings.tick_hz, 40, "a flag wins over the file");
+        assert_eq!(options.settings.max_games, Settings::default().max_games);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        for (flag, value) in [
+            ("wait-timeout", "0"),
+            ("max-games-per-user", "0"),
+            ("max-games", "0"),
+        ] {
+            let cli =
+                Cli::try_parse_from(["xmpp-pong", &format!("--{flag}"), value]).expect("flags");
+            match cli.game.options(None) {
+                Err(BadOption::Flag { flag: bad, .. }) => assert_eq!(bad, flag),
+                other => panic!("--{flag} {value} accepted: {:?}", other.is_ok()),
+            }
+        }
+    }
+}
