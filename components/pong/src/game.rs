@@ -319,15 +319,18 @@ pub(crate) async fn run(cx: Context, mut inbox: mpsc::Receiver<Command>) {
     let mut ticker = tokio::time::interval_at(Instant::now() + period + phase, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut previous: Option<Instant> = None;
+    // One waiter for the whole loop rather than one registered and dropped per tick.
+    let mut signal = std::pin::pin!(shared.signalled.notified());
     let outcome = loop {
         // Nothing below awaits anything but this select, so every branch gets its turn:
         // signals first (leave, shutdown), then the schedule, then the inbox.
         tokio::select! {
             biased;
-            () = shared.signalled.notified() => {
+            () = &mut signal => {
                 if let Some(outcome) = game.signalled() {
                     break outcome;
                 }
+                signal.set(shared.signalled.notified());
             }
             scheduled = ticker.tick() => {
                 let now = Instant::now();
