@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 
 import pytest
@@ -65,6 +66,12 @@ class Pong:
         rc = self.proc.terminate(timeout=10)
         assert rc == 0, f"xmpp-pong exited with {rc} on SIGTERM:\n{self.proc.logs_for_humans()}"
 
+    def crash(self):
+        """SIGKILL: no shutdown code runs, nothing is flushed on the way out."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        rc = self.proc.wait_exit(timeout=10)
+        assert rc == -signal.SIGKILL, f"xmpp-pong did not die of SIGKILL ({rc})"
+
 
 @pytest.fixture
 def pong(users, pong_bin, components, tmp_path):
@@ -80,6 +87,12 @@ async def start_game(alice, bob, game: str = PONG):
     await alice.wait_pong("scoreupdate")      # 0-0: the game has started
     await bob.wait_pong("scoreupdate")
     return dims_a, dims_b
+
+
+async def waiting_games(p) -> list[str]:
+    """The addresses disco#items lists as waiting for an opponent."""
+    items = await p.iq(PONG, "<query xmlns='http://jabber.org/protocol/disco#items'/>")
+    return [i.get("jid") for i in items.xml.iter("{http://jabber.org/protocol/disco#items}item")]
 
 
 def clamp(y: float) -> float:
@@ -329,3 +342,74 @@ async def test_restart_keeps_the_leaderboard(pong):
         reply = await alice.iq(PONG, f"<leaderboard xmlns='{NS}' jid='dave@localhost'/>")
         rows = leaderboard_rows(reply)
         assert rows and rows[0]["losses"] == "1", reply
+
+
+async def test_result_survives_sigkill_right_after_game_over(pong):
+    """The result is fsynced before gameOver is sent: a crash just after loses nothing."""
+    pong.start(points_to_win=1, ball_speed=600, serve_delay=0.3)
+    async with player(pong.server, "carol") as carol, player(pong.server, "dave") as dave:
+        await start_game(carol, dave)
+        over_c, over_d = await asyncio.gather(track(carol), dodge(dave))
+        for over in (over_c, over_d):
+            assert over.fields["winner"] == "carol@localhost", over.fields
+            assert over.fields["reason"] == "points", over.fields
+            assert over.fields.get("recorded") == "true", over.fields
+        pong.crash()
+    pong.start()
+    board = await http_json(pong.http_port, "/leaderboard.json")
+    assert {r["jid"]: (r["wins"], r["losses"], r["points"]) for r in board} == {
+        "carol@localhost": (1, 0, 1), "dave@localhost": (0, 1, 0)}, board
+    async with client(pong.server, "alice") as alice:
+        reply = await alice.iq(PONG, f"<leaderboard xmlns='{NS}' jid='carol@localhost'/>")
+        rows = leaderboard_rows(reply)
+        assert rows and rows[0]["wins"] == "1", reply
+
+
+async def test_a_game_nobody_joins_expires(pong):
+    pong.start(wait_timeout=1.5)
+    async with player(pong.server, "alice") as alice:
+        t0 = time.monotonic()
+        alice.check_in(FRIDAY)
+        await alice.wait_pong("dimensions")
+        over = await alice.wait_pong("gameOver", timeout=10)
+        waited = time.monotonic() - t0
+        assert over.fields["reason"] == "expired", over.fields
+        assert "winner" not in over.fields and "recorded" not in over.fields, over.fields
+        assert 1.0 <= waited < 8, f"expired after {waited:.1f} s"
+        assert FRIDAY not in await waiting_games(alice)
+    metrics = await http_json(pong.http_port, "/metrics")
+    assert metrics["ticks"] == 0 and metrics["games_waiting"] == 0, metrics
+
+
+async def test_one_account_holds_a_bounded_number_of_games_and_match_names_are_reserved(pong):
+    pong.start(max_games_per_user=2)
+    async with player(pong.server, "alice", resource="r1") as a1, \
+            player(pong.server, "alice", resource="r2") as a2, \
+            player(pong.server, "alice", resource="r3") as a3, \
+            player(pong.server, "bob") as bob:
+        for p, game in ((a1, f"g1@{PONG}"), (a2, f"g2@{PONG}")):
+            p.check_in(game)
+            await p.wait_pong("dimensions")
+        a3.check_in(f"g3@{PONG}")
+        err = await a3.wait_error()
+        assert error_condition(err) == "resource-constraint", err
+        assert "2 games" in error_text(err), err
+        # Names of matchmade games cannot be taken by a named game ...
+        bob.check_in(f"match-5@{PONG}")
+        err = await bob.wait_error()
+        assert error_condition(err) == "not-acceptable", err
+        assert "reserved" in error_text(err), err
+        # ... but matchmaking still works, and its game is reachable by its address.
+        bob.check_in(PONG)
+        dims = await bob.wait_pong("dimensions")
+        game = dims.fields["game"]
+        assert game.startswith("match-"), dims.fields
+        a1.send_action(PONG, "leave")           # frees a place for alice (g1 is dropped)
+        deadline = time.monotonic() + 10
+        while f"g1@{PONG}" in await waiting_games(a2):
+            assert time.monotonic() < deadline, "g1 was not dropped after its player left"
+            await asyncio.sleep(0.1)
+        a3.check_in(f"{game}@{PONG}")
+        dims = await a3.wait_pong("dimensions")
+        assert (dims.fields["game"], dims.fields["side"]) == (game, "1"), dims.fields
+        await bob.wait_pong("scoreupdate")

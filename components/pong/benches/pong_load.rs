@@ -5,7 +5,8 @@
 //! default `500,1000,2000,4000`; `BENCH_SECONDS` = measurement window, default 10;
 //! `BENCH_MOVES_PER_SEC` = paddle moves each player sends per second, default 2;
 //! `BENCH_THREADS` = the component's `--worker-threads`, default 2; `BENCH_READER=raw`
-//! replaces the `TestServer` reader by a byte counter, to see the component's own limit).
+//! replaces the `TestServer` reader by a byte counter, to see the component's own limit;
+//! `BENCH_WRITES=0` turns off the background leaderboard traffic).
 //!
 //! For each game count: start `xmpp-pong`, check in 2 × N players (matchmaking pairs
 //! them), wait until N games run, let them settle, then measure for the window:
@@ -14,6 +15,12 @@
 //! histogram of the window, i.e. the difference of two snapshots), its RSS and RSS per
 //! game, and stanzas dropped on a full queue. The component and this process share the
 //! machine's cores; the table says how much CPU each used.
+//!
+//! Meanwhile, in the background, the leaderboard is written once a second: every second
+//! two more players start a named game and the pair of the second before forfeits, so
+//! one result goes through the writer into sled (`--data` is a temporary directory:
+//! batch, flush, fsync) while the 30 Hz games tick; and `/leaderboard.json` is read once a
+//! second. The `writes` column counts the results written in the window.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -36,6 +43,15 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A running `xmpp-pong`; killed when dropped.
@@ -320,13 +336,21 @@ struct Row {
     kib_per_game: f64,
     dropped: u64,
     skipped: u64,
+    writes: u64,
 }
 
 async fn run_level(games: usize, seconds: u64, moves_per_sec: f64) -> Result<Row, String> {
     let raw = std::env::var("BENCH_READER").is_ok_and(|v| v == "raw");
     let (addr, listener) = listen(raw).await?;
     let http = free_port()?;
-    let child = Command::new(env!("CARGO_BIN_EXE_xmpp-pong"))
+    let writes = std::env::var("BENCH_WRITES").map_or(true, |v| v != "0");
+    let data =
+        TempDir(std::env::temp_dir().join(format!("pong-bench-{}-{games}", std::process::id())));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xmpp-pong"));
+    if writes {
+        command.arg("--data").arg(&data.0);
+    }
+    let child = command
         .args(["--server", &addr, "--domain", DOMAIN])
         .args(["--http", &format!("127.0.0.1:{http}")])
         .args(["--log", "warn", "--idle-timeout", "3600"])
@@ -395,6 +419,27 @@ async fn run_level(games: usize, seconds: u64, moves_per_sec: f64) -> Result<Row
                 interval.tick().await;
                 let per_slice = ((players as f64) * moves_per_sec / slices as f64).ceil() as usize;
                 let mut batch = String::with_capacity(per_slice * 220);
+                if writes && round.is_multiple_of(slices) {
+                    // A leaderboard write a second: pair k starts a game, pair k-1 (whose
+                    // game has run a second) forfeits. The HTTP read runs beside it.
+                    let k = round / slices;
+                    for side in ["a", "b"] {
+                        batch.push_str(&format!(
+                            "<message from='w{k}{side}@localhost/bench' to='bg{k}@{DOMAIN}'>\
+                             <pong xmlns='{NS}'><action>playercheckingin</action></pong></message>"
+                        ));
+                    }
+                    if k > 0 {
+                        batch.push_str(&format!(
+                            "<message from='w{}b@localhost/bench' to='{DOMAIN}'><pong xmlns='{NS}'>\
+                             <action>leave</action></pong></message>",
+                            k - 1
+                        ));
+                    }
+                    tokio::task::spawn_blocking(move || {
+                        get_json(http, "/leaderboard.json?max=100")
+                    });
+                }
                 for k in 0..per_slice {
                     let i = (round * per_slice + k) % players;
                     let y = (round * 37 + i * 11) % 500;
@@ -444,6 +489,7 @@ async fn run_level(games: usize, seconds: u64, moves_per_sec: f64) -> Result<Row
         kib_per_game: rss.saturating_sub(rss_before) as f64 / games as f64,
         dropped: delta("stanzas_dropped"),
         skipped: delta("ticks_skipped"),
+        writes: delta("games_finished"),
     })
 }
 
@@ -464,7 +510,7 @@ async fn main() -> Result<(), String> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "{:>6} | {:>10} {:>10} | {:>8} {:>8} | {:>7} {:>7} {:>7} {:>7} | {:>8} {:>9} | {:>7} {:>7}",
+        "{:>6} | {:>10} {:>10} | {:>8} {:>8} | {:>7} {:>7} {:>7} {:>7} | {:>8} {:>9} | {:>7} {:>7} | {:>6}",
         "games",
         "sent/s",
         "recv/s",
@@ -477,12 +523,13 @@ async fn main() -> Result<(), String> {
         "RSS MiB",
         "KiB/game",
         "dropped",
-        "skipped"
+        "skipped",
+        "writes"
     );
     for games in levels {
         let row = run_level(games, seconds, moves).await?;
         println!(
-            "{:>6} | {:>10.0} {:>10.0} | {:>7.0}% {:>7.0}% | {:>7.1} {:>7.1} {:>7.1} {:>7.1} | {:>8.1} {:>9.1} | {:>7} {:>7}",
+            "{:>6} | {:>10.0} {:>10.0} | {:>7.0}% {:>7.0}% | {:>7.1} {:>7.1} {:>7.1} {:>7.1} | {:>8.1} {:>9.1} | {:>7} {:>7} | {:>6}",
             row.games,
             row.sent_per_s,
             row.received_per_s,
@@ -495,7 +542,8 @@ async fn main() -> Result<(), String> {
             row.rss_mib,
             row.kib_per_game,
             row.dropped,
-            row.skipped
+            row.skipped,
+            row.writes
         );
     }
     Ok(())

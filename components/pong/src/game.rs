@@ -1,24 +1,31 @@
 //! One game: a task that owns the game's whole state and runs its fixed-step loop.
 //!
 //! The lobby decides who is in which game and tells the task through a small bounded
-//! inbox of [`Command`]s (joins, spectators, leaving). Paddle moves do not go through the
-//! inbox: they are the one high-rate input, so they land in [`Shared`] atomics that the
-//! tick reads, which keeps a flooding client from filling the inbox or delaying ticks.
+//! inbox of [`Command`]s (joins, spectators). Two kinds of input never go through it:
+//! - paddle moves, the one high-rate input, land in [`Shared`] atomics that the tick
+//!   reads, so a flooding client can neither fill the inbox nor delay ticks;
+//! - leaving and shutdown are flags in [`Shared`] plus a [`Notify`] (one stored permit,
+//!   however many signals): setting a flag cannot fail, so a `leave` is never lost to a
+//!   full inbox, and the running loop looks at the flags before anything else, so a
+//!   busy schedule cannot starve them.
 //!
-//! The loop ticks with `tokio::time::interval` at `tick_hz` with
+//! A game waits for its second player at most `wait_timeout` and does not tick while it
+//! waits. Once both are in, the loop ticks with `tokio::time::interval` at `tick_hz` with
 //! [`MissedTickBehavior::Skip`]: a game that wakes up late drops the ticks it missed
-//! instead of bursting to catch up, so an overloaded server slows the ball down a little
-//! rather than flooding clients with stale positions. Each tick moves the paddles towards
-//! their requested positions (at most `max_paddle_step`), advances the ball by exactly one
-//! step of `1 / tick_hz` seconds, handles points and the end of the game, and sends
-//! `ballposition` to everyone watching.
+//! instead of bursting to catch up. Each tick moves the paddles towards their requested
+//! positions (at most `max_paddle_step`), advances the ball by exactly one step of
+//! `1 / tick_hz` seconds, handles points and the end of the game, and sends `ballposition`
+//! to everyone watching. Nothing in the loop waits for the outbound queue: every message
+//! is queued with `try_send`, and what does not fit is dropped and counted
+//! (`stanzas_dropped`); the game state stays authoritative and the next tick brings
+//! fresh positions. Only after the loop, `gameOver` may wait (bounded) for room.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use xmpp_component::minidom::Element;
 use xmpp_component::xmpp_parsers::jid::Jid;
@@ -31,6 +38,9 @@ use crate::outbound::Sink;
 use crate::physics::{Ball, Event, Field, Side, step_paddle};
 use crate::protocol::{self, EndReason, GameOver, Viewer};
 
+/// How long `gameOver` may wait for room in a full outbound queue.
+const GAME_OVER_WAIT: Duration = Duration::from_secs(5);
+
 /// The rules every game is played by.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -42,12 +52,18 @@ pub struct Settings {
     pub points_to_win: u32,
     /// A player without input for this long forfeits.
     pub idle_timeout: Duration,
+    /// A game waiting for its second player this long ends (`expired`).
+    pub wait_timeout: Duration,
     /// Largest paddle movement per tick, field units.
     pub max_paddle_step: f64,
     /// Pause between a point and the next serve.
     pub serve_delay: Duration,
     /// Most spectators per game.
     pub max_spectators: usize,
+    /// Most games one bare JID plays in at once (from any of its resources).
+    pub max_games_per_user: usize,
+    /// Most games at once on the whole server.
+    pub max_games: usize,
 }
 
 impl Default for Settings {
@@ -57,9 +73,12 @@ impl Default for Settings {
             tick_hz: 30,
             points_to_win: 10,
             idle_timeout: Duration::from_secs(60),
+            wait_timeout: Duration::from_secs(600),
             max_paddle_step: 30.0,
             serve_delay: Duration::from_secs(1),
             max_spectators: 64,
+            max_games_per_user: 3,
+            max_games: 10_000,
         }
     }
 }
@@ -71,7 +90,8 @@ impl Settings {
     }
 }
 
-/// What the lobby tells a game.
+/// What the lobby tells a game through its inbox (all rare, all droppable: a refused
+/// `try_send` becomes a "busy" refusal or is harmless).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Command {
     /// A player took `side`.
@@ -82,20 +102,26 @@ pub(crate) enum Command {
     Spectate { jid: String },
     /// A spectator left.
     Unspectate { jid: String },
-    /// The player on `side` left: they forfeit.
-    Leave { side: Side },
-    /// The server is stopping: end without a result.
-    Shutdown,
 }
 
-/// The per-game state other tasks may touch: requested paddle positions and the time of
-/// each player's last input, as atomics so that a paddle move never waits for the game.
+/// Signal bits in [`Shared::signals`].
+const LEFT_GONE: u8 = 1 << 0;
+const RIGHT_GONE: u8 = 1 << 1;
+const SHUTDOWN: u8 = 1 << 2;
+
+/// The per-game state other tasks may touch without waiting for the game: requested
+/// paddle positions, the time of each player's last input, and the leave/shutdown
+/// signals.
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// Requested top edge per side, as `f64` bits.
     targets: [AtomicU64; 2],
     /// Milliseconds since the lobby's epoch of each side's last input.
     last_input_ms: [AtomicU64; 2],
+    /// `LEFT_GONE | RIGHT_GONE | SHUTDOWN`, only ever set.
+    signals: AtomicU8,
+    /// Wakes the game when a signal is set.
+    signalled: Notify,
 }
 
 impl Shared {
@@ -106,6 +132,8 @@ impl Shared {
                 AtomicU64::new(start.to_bits()),
             ],
             last_input_ms: [AtomicU64::new(0), AtomicU64::new(0)],
+            signals: AtomicU8::new(0),
+            signalled: Notify::new(),
         }
     }
 
@@ -118,6 +146,30 @@ impl Shared {
     /// Records input (any) from `side`.
     pub(crate) fn touch(&self, side: Side, now_ms: u64) {
         self.last_input_ms[side.index()].fetch_max(now_ms, Relaxed);
+    }
+
+    /// The player on `side` left: they forfeit. Cannot fail or be lost.
+    pub(crate) fn leave(&self, side: Side) {
+        let bit = match side {
+            Side::Left => LEFT_GONE,
+            Side::Right => RIGHT_GONE,
+        };
+        self.raise(bit);
+    }
+
+    /// The server is stopping: end without a result.
+    pub(crate) fn shut_down(&self) {
+        self.raise(SHUTDOWN);
+    }
+
+    fn raise(&self, bit: u8) {
+        self.signals.fetch_or(bit, Relaxed);
+        // Stores a permit when the game is not waiting right now, so it is never missed.
+        self.signalled.notify_one();
+    }
+
+    fn signals(&self) -> u8 {
+        self.signals.load(Relaxed)
     }
 
     fn target(&self, side: Side) -> f64 {
@@ -199,10 +251,13 @@ impl Drop for Gauge {
     }
 }
 
-/// Runs one game until it ends or its inbox closes (the lobby dropped it: nobody is in).
+/// Runs one game until it ends, its wait expires, or its inbox closes (the lobby dropped
+/// it: nobody is in).
 pub(crate) async fn run(cx: Context, mut inbox: mpsc::Receiver<Command>) {
     let mut gauge = Gauge::new(Arc::clone(&cx.lobby));
     let start = cx.settings.field.paddle_start();
+    let expires = Instant::now() + cx.settings.wait_timeout;
+    let shared = Arc::clone(&cx.shared);
     let mut game = Game {
         ball: Ball::centre(&cx.settings.field),
         cx,
@@ -214,19 +269,48 @@ pub(crate) async fn run(cx: Context, mut inbox: mpsc::Receiver<Command>) {
         running: false,
     };
 
-    // Waiting for two players.
-    while game.players.iter().any(Option::is_none) {
-        let Some(command) = inbox.recv().await else {
-            return;
+    // Waiting for two players: no ticks. A leave signal here means the lobby had filled
+    // the game (a waiting game whose player leaves is simply dropped), so the joins it
+    // queued before the signal are applied first; a full game then starts and its loop
+    // sees the signal at once.
+    while !game.is_full() {
+        let outcome = tokio::select! {
+            biased;
+            () = shared.signalled.notified() => {
+                while let Ok(command) = inbox.try_recv() {
+                    game.apply(command);
+                }
+                if game.is_full() {
+                    shared.signalled.notify_one();
+                    None
+                } else {
+                    game.signalled()
+                }
+            }
+            command = inbox.recv() => match command {
+                Some(command) => {
+                    game.apply(command);
+                    None
+                }
+                None => return,
+            },
+            () = tokio::time::sleep_until(expires) => {
+                // Not expired if the second player's join is already queued (the lobby
+                // filled the game): the inbox branch takes it next.
+                game.cx.lobby.expire(game.cx.id).then_some(Outcome {
+                    reason: EndReason::Expired,
+                    winner: None,
+                })
+            }
         };
-        if game.apply(command).await.is_some() {
-            game.cx.lobby.remove_game(game.cx.id);
+        if let Some(outcome) = outcome {
+            game.finish(outcome).await;
             return;
         }
     }
 
     gauge.start();
-    game.start().await;
+    game.start();
     let period = game.cx.settings.period();
     // Spread the games' tick phases over the period: games that start together (a burst
     // of check-ins, a restart) would otherwise all tick in the same millisecond, and the
@@ -235,10 +319,19 @@ pub(crate) async fn run(cx: Context, mut inbox: mpsc::Receiver<Command>) {
     let mut ticker = tokio::time::interval_at(Instant::now() + period + phase, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut previous: Option<Instant> = None;
+    // One waiter for the whole loop rather than one registered and dropped per tick.
+    let mut signal = std::pin::pin!(shared.signalled.notified());
     let outcome = loop {
+        // Nothing below awaits anything but this select, so every branch gets its turn:
+        // signals first (leave, shutdown), then the schedule, then the inbox.
         tokio::select! {
-            // Ticks first: a busy inbox must not make the schedule late.
             biased;
+            () = &mut signal => {
+                if let Some(outcome) = game.signalled() {
+                    break outcome;
+                }
+                signal.set(shared.signalled.notified());
+            }
             scheduled = ticker.tick() => {
                 let now = Instant::now();
                 let metrics = game.cx.lobby.metrics();
@@ -251,16 +344,12 @@ pub(crate) async fn run(cx: Context, mut inbox: mpsc::Receiver<Command>) {
                     }
                 }
                 previous = Some(scheduled);
-                if let Some(outcome) = game.tick(now).await {
+                if let Some(outcome) = game.tick(now) {
                     break outcome;
                 }
             }
             command = inbox.recv() => match command {
-                Some(command) => {
-                    if let Some(outcome) = game.apply(command).await {
-                        break outcome;
-                    }
-                }
+                Some(command) => game.apply(command),
                 None => break Outcome { reason: EndReason::Shutdown, winner: None },
             },
         }
@@ -273,61 +362,80 @@ impl Game {
         &self.cx.settings.field
     }
 
-    /// Handles a lobby command; `Some` ends the game.
-    async fn apply(&mut self, command: Command) -> Option<Outcome> {
+    fn is_full(&self) -> bool {
+        self.players.iter().all(Option::is_some)
+    }
+
+    /// What the leave/shutdown flags mean now; `Some` ends the game.
+    fn signalled(&self) -> Option<Outcome> {
+        let signals = self.cx.shared.signals();
+        if signals & SHUTDOWN != 0 {
+            return Some(Outcome {
+                reason: EndReason::Shutdown,
+                winner: None,
+            });
+        }
+        let gone = |bit| signals & bit != 0;
+        let winner = match (gone(LEFT_GONE), gone(RIGHT_GONE)) {
+            (false, false) => return None,
+            (true, false) => Some(Side::Right),
+            (false, true) => Some(Side::Left),
+            (true, true) => None,
+        };
+        Some(Outcome {
+            reason: EndReason::Forfeit,
+            winner: winner.filter(|_| self.running),
+        })
+    }
+
+    /// Handles a lobby command.
+    fn apply(&mut self, command: Command) {
         match command {
             Command::Join { side, jid } => {
                 let bare = bare_of(&jid).to_owned();
-                self.send(protocol::dimensions(
+                self.send_now(protocol::dimensions(
                     &jid,
                     self.field(),
                     Viewer::Player(side),
                     &self.cx.name,
-                ))
-                .await;
+                ));
                 self.players[side.index()] = Some(Player { jid, bare });
-                None
             }
             Command::Resend { jid } => {
                 let viewer = self.side_of(&jid).map_or(Viewer::Spectator, Viewer::Player);
-                self.send(protocol::dimensions(
+                self.send_now(protocol::dimensions(
                     &jid,
                     self.field(),
                     viewer,
                     &self.cx.name,
-                ))
-                .await;
+                ));
                 if self.running {
-                    self.send(protocol::score_update(&jid, self.score)).await;
+                    self.send_now(protocol::score_update(&jid, self.score));
                 }
-                None
             }
             Command::Spectate { jid } => {
-                self.send(protocol::dimensions(
+                // The lobby caps spectators, but an `Unspectate` can be dropped on a full
+                // inbox: never hold one JID twice, nor more than the cap.
+                let known = self.spectators.contains(&jid);
+                if !known && self.spectators.len() >= self.cx.settings.max_spectators {
+                    return;
+                }
+                self.send_now(protocol::dimensions(
                     &jid,
                     self.field(),
                     Viewer::Spectator,
                     &self.cx.name,
-                ))
-                .await;
+                ));
                 if self.running {
-                    self.send(protocol::score_update(&jid, self.score)).await;
+                    self.send_now(protocol::score_update(&jid, self.score));
                 }
-                self.spectators.push(jid);
-                None
+                if !known {
+                    self.spectators.push(jid);
+                }
             }
             Command::Unspectate { jid } => {
                 self.spectators.retain(|s| *s != jid);
-                None
             }
-            Command::Leave { side } => Some(Outcome {
-                reason: EndReason::Forfeit,
-                winner: self.running.then_some(side.opponent()),
-            }),
-            Command::Shutdown => Some(Outcome {
-                reason: EndReason::Shutdown,
-                winner: None,
-            }),
         }
     }
 
@@ -339,14 +447,14 @@ impl Game {
     }
 
     /// Both players are in: first serve goes to player 1 (left), who waited longer.
-    async fn start(&mut self) {
+    fn start(&mut self) {
         self.running = true;
         let now_ms = self.cx.lobby.now_ms();
         self.cx.shared.touch(Side::Left, now_ms);
         self.cx.shared.touch(Side::Right, now_ms);
         self.serve = Some((self.serve_delay_ticks(), Side::Left));
         for jid in self.recipients() {
-            self.send(protocol::score_update(&jid, self.score)).await;
+            self.send_now(protocol::score_update(&jid, self.score));
         }
     }
 
@@ -365,8 +473,8 @@ impl Game {
             .collect()
     }
 
-    /// One fixed step. `Some` ends the game.
-    async fn tick(&mut self, now: Instant) -> Option<Outcome> {
+    /// One fixed step. `Some` ends the game. Never waits.
+    fn tick(&mut self, now: Instant) -> Option<Outcome> {
         if let Some(outcome) = self.check_idle(now) {
             return Some(outcome);
         }
@@ -389,7 +497,7 @@ impl Game {
                 let scorer = side.opponent();
                 self.score[scorer.index()] += 1;
                 for jid in self.recipients() {
-                    self.send(protocol::score_update(&jid, self.score)).await;
+                    self.send_now(protocol::score_update(&jid, self.score));
                 }
                 if self.score[scorer.index()] >= settings.points_to_win {
                     return Some(Outcome {
@@ -480,31 +588,34 @@ impl Game {
             Ok(()) => {
                 metrics.stanzas_sent.fetch_add(1, Relaxed);
             }
-            Err(_) => {
+            Err(error) => {
                 metrics.stanzas_dropped.fetch_add(1, Relaxed);
+                tracing::debug!(%error, game = %self.cx.name, "game message dropped");
             }
         }
     }
 
-    /// Queues, waiting for room (bounded, so a stalled link cannot hang the game forever).
-    async fn send(&self, stanza: Element) {
+    /// Queues `gameOver`, waiting a bounded time for room: the game has left the lobby
+    /// and its loop, so waiting here delays nobody else.
+    async fn send_game_over(&self, stanza: Element) {
         let metrics = self.cx.lobby.metrics();
-        match tokio::time::timeout(Duration::from_secs(5), self.cx.sink.send(stanza)).await {
+        match tokio::time::timeout(GAME_OVER_WAIT, self.cx.sink.send(stanza)).await {
             Ok(Ok(())) => {
                 metrics.stanzas_sent.fetch_add(1, Relaxed);
             }
             Ok(Err(error)) => {
                 metrics.stanzas_dropped.fetch_add(1, Relaxed);
-                tracing::warn!(%error, game = %self.cx.name, "could not queue a game message");
+                tracing::warn!(%error, game = %self.cx.name, "could not queue gameOver");
             }
             Err(_) => {
                 metrics.stanzas_dropped.fetch_add(1, Relaxed);
-                tracing::warn!(game = %self.cx.name, "outbound queue full for 5 s; message dropped");
+                tracing::warn!(game = %self.cx.name, "outbound queue full; gameOver dropped");
             }
         }
     }
 
-    /// Ends the game: leave the lobby, make the result durable, then tell everyone.
+    /// Ends the game: leave the lobby, make the result durable, then tell everyone
+    /// (`recorded` says whether the result is on the leaderboard).
     async fn finish(self, outcome: Outcome) {
         self.cx.lobby.remove_game(self.cx.id);
         let winner = outcome.winner.and_then(|side| {
@@ -519,18 +630,19 @@ impl Game {
             score = ?self.score,
             "game over"
         );
-        if let Some(result) = self.result(outcome) {
-            let store = self.cx.lobby.store();
-            match tokio::task::spawn_blocking(move || store.record(&result)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::error!(%error, game = %self.cx.name, "could not record the result")
-                }
-                Err(error) => {
-                    tracing::error!(%error, game = %self.cx.name, "recording the result failed")
+        let recorded = match self.result(outcome) {
+            None => None,
+            Some(result) => {
+                let _recording = self.cx.lobby.recording();
+                match self.cx.lobby.store().record(result).await {
+                    Ok(()) => Some(true),
+                    Err(error) => {
+                        tracing::error!(%error, game = %self.cx.name, "could not record the result");
+                        Some(false)
+                    }
                 }
             }
-        }
+        };
         let over = GameOver {
             winner,
             score: self.score,
@@ -539,6 +651,7 @@ impl Game {
                 .players
                 .each_ref()
                 .map(|p| p.as_ref().map(|p| p.bare.clone())),
+            recorded,
         };
         for jid in self.recipients() {
             let stanza = protocol::game_over(&jid, &over);
@@ -546,7 +659,7 @@ impl Game {
                 // The link is closing: never wait for room.
                 self.send_now(stanza);
             } else {
-                self.send(stanza).await;
+                self.send_game_over(stanza).await;
             }
         }
     }

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use crate::leaderboard::{ResultStore, Stats};
+use crate::leaderboard::{Leaderboard, Stats};
 use crate::metrics::Metrics;
 use crate::profiles::Profiles;
 use crate::web::{self, PLAIN_PAGE_CSP, WebClient, escape};
@@ -33,8 +33,8 @@ const MAX_ROWS: usize = 1000;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// The leaderboard.
-    pub store: Arc<dyn ResultStore>,
+    /// The leaderboard (reads come from its in-memory snapshot, never from disk).
+    pub store: Leaderboard,
     /// The counters.
     pub metrics: Arc<Metrics>,
     /// Nicknames and opt-ins: how players are listed.
@@ -249,23 +249,27 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    fn state() -> AppState {
-        let store = MemoryStore::new();
+    async fn state() -> AppState {
+        let store = Leaderboard::open(Arc::new(MemoryStore::new()))
+            .await
+            .expect("leaderboard");
         store
-            .record(&GameResult {
+            .record(GameResult {
                 winner: "alice@localhost".into(),
                 loser: "<script>@evil".into(),
                 winner_points: 3,
                 loser_points: 1,
             })
+            .await
             .expect("record");
         store
-            .record(&GameResult {
+            .record(GameResult {
                 winner: "carol@localhost".into(),
                 loser: "dave@localhost".into(),
                 winner_points: 3,
                 loser_points: 2,
             })
+            .await
             .expect("record");
         let profiles = Profiles::in_memory();
         let set = |jid: &str, nick: Option<&str>, show_jid: bool| {
@@ -278,7 +282,7 @@ mod tests {
         set("alice@localhost", Some("Ally <b>"), false);
         set("carol@localhost", None, true);
         AppState {
-            store: Arc::new(store),
+            store,
             metrics: Arc::new(Metrics::default()),
             profiles: Arc::new(profiles),
             web: Arc::new(
@@ -288,7 +292,7 @@ mod tests {
     }
 
     async fn get_response(uri: &str) -> (StatusCode, HeaderMap, String) {
-        let response = app(state())
+        let response = app(state().await)
             .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
             .await
             .expect("response");

@@ -1,16 +1,34 @@
-//! The leaderboard: wins, losses and points per bare JID, behind the small
-//! [`ResultStore`] trait; [`SledStore`] keeps it durable, [`MemoryStore`] is for tests.
+//! The leaderboard: wins, losses and points per bare JID.
 //!
-//! [`ResultStore::record`] is synchronous and returns only once the result is on disk
-//! (sled `flush`), which is what lets a game send `gameOver` after the result is safe:
-//! the game calls it through `spawn_blocking`. Reads are served from an in-memory copy,
-//! so a leaderboard query never touches the disk.
+//! Three parts, so that neither disk work nor sorting ever happens on a reader's path or
+//! on the async runtime:
+//! - [`ResultStore`]: the durable rows ([`SledStore`]; [`MemoryStore`] without `--data`
+//!   and in tests). Its calls block, so only the writer calls them, on a blocking thread.
+//! - the writer task behind [`Leaderboard::record`]: the one place the leaderboard
+//!   changes. It takes the queued results (several at once when they pile up: one batch,
+//!   one fsync), computes the new rows from the in-memory table, writes them through
+//!   `spawn_blocking`, and publishes them only once they are durable. `record` returns
+//!   after that, which is what lets a game send `gameOver` after its result is safe.
+//! - the published snapshot: the best [`TOP_ROWS`] rows, already ranked, behind an `Arc`
+//!   that readers clone under a lock held for a pointer copy, and the per-player table.
+//!   HTTP and the XMPP leaderboard IQ read only these. The ranking is kept incrementally
+//!   in an ordered set, so a write costs `O(log n + TOP_ROWS)`, never a full sort.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+/// How many ranked rows the snapshot keeps: the most any query may ask for.
+pub const TOP_ROWS: usize = 1000;
+/// Results waiting for the writer; a game ending while it is full waits for room.
+const QUEUE: usize = 1024;
+/// Most results written in one batch (one fsync).
+const MAX_BATCH: usize = 256;
 
 /// One player's record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +72,9 @@ pub enum StoreError {
     /// sled failed (I/O, corruption).
     #[error("leaderboard database: {0}")]
     Db(#[from] sled::Error),
+    /// Syncing the database file failed.
+    #[error("leaderboard database: {0}")]
+    Io(#[from] std::io::Error),
     /// A stored record is not valid JSON.
     #[error("leaderboard record for {jid:?} is unreadable: {source}")]
     Corrupt {
@@ -67,140 +88,94 @@ pub enum StoreError {
     Encode(serde_json::Error),
 }
 
-/// Where results go. Implementations are shared between game tasks and the HTTP server.
+/// Why [`Leaderboard::record`] did not keep a result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RecordError {
+    /// The store refused or failed the write; nothing of the batch was published.
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+    /// The writer is gone (the runtime is stopping) or its blocking task failed.
+    #[error("the leaderboard writer stopped: {0}")]
+    Stopped(String),
+}
+
+/// Durable rows. Blocking: only the leaderboard's writer calls these, from
+/// `spawn_blocking`.
 pub trait ResultStore: Send + Sync + 'static {
-    /// Adds a result; returns once it is durable. Blocking: call from `spawn_blocking`.
-    fn record(&self, result: &GameResult) -> Result<(), StoreError>;
-    /// The best `limit` players: most wins, then fewest losses, then most points.
-    fn top(&self, limit: usize) -> Vec<Entry>;
-    /// One player's record.
-    fn get(&self, jid: &str) -> Option<Stats>;
-    /// How many players have a record.
-    fn len(&self) -> usize;
-    /// Whether nobody has a record yet.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    /// Every stored record.
+    fn load(&self) -> Result<Vec<(String, Stats)>, StoreError>;
+    /// Replaces the records of `rows`, all or none, and returns once they are on disk.
+    fn put(&self, rows: &[(String, Stats)]) -> Result<(), StoreError>;
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The map is only changed by whole-value inserts: a panic elsewhere cannot leave it
-    // half-updated.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Applies a result to the records it touches; returns the two updated rows.
-fn apply(cache: &HashMap<String, Stats>, result: &GameResult) -> [(String, Stats); 2] {
-    let mut winner = cache.get(&result.winner).copied().unwrap_or_default();
-    let mut loser = cache.get(&result.loser).copied().unwrap_or_default();
-    winner.wins += 1;
-    winner.points += u64::from(result.winner_points);
-    winner.points_against += u64::from(result.loser_points);
-    loser.losses += 1;
-    loser.points += u64::from(result.loser_points);
-    loser.points_against += u64::from(result.winner_points);
-    [
-        (result.winner.clone(), winner),
-        (result.loser.clone(), loser),
-    ]
-}
-
-fn ranked(cache: &HashMap<String, Stats>, limit: usize) -> Vec<Entry> {
-    let mut rows: Vec<Entry> = cache
-        .iter()
-        .map(|(jid, stats)| Entry {
-            jid: jid.clone(),
-            stats: *stats,
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        b.stats
-            .wins
-            .cmp(&a.stats.wins)
-            .then(a.stats.losses.cmp(&b.stats.losses))
-            .then(b.stats.points.cmp(&a.stats.points))
-            .then(a.jid.cmp(&b.jid))
-    });
-    rows.truncate(limit);
-    rows
-}
-
-/// A leaderboard in memory only (tests, `--data` not given).
+/// Rows in memory only (tests, `--data` not given).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    cache: Mutex<HashMap<String, Stats>>,
+    rows: Mutex<HashMap<String, Stats>>,
 }
 
 impl MemoryStore {
-    /// An empty leaderboard.
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every change below is a whole-value insert: a panic cannot leave a value half-made.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl ResultStore for MemoryStore {
-    fn record(&self, result: &GameResult) -> Result<(), StoreError> {
-        let mut cache = lock(&self.cache);
-        for (jid, stats) in apply(&cache, result) {
-            cache.insert(jid, stats);
-        }
+    fn load(&self) -> Result<Vec<(String, Stats)>, StoreError> {
+        Ok(lock(&self.rows)
+            .iter()
+            .map(|(jid, stats)| (jid.clone(), *stats))
+            .collect())
+    }
+
+    fn put(&self, rows: &[(String, Stats)]) -> Result<(), StoreError> {
+        lock(&self.rows).extend(rows.iter().cloned());
         Ok(())
-    }
-
-    fn top(&self, limit: usize) -> Vec<Entry> {
-        ranked(&lock(&self.cache), limit)
-    }
-
-    fn get(&self, jid: &str) -> Option<Stats> {
-        lock(&self.cache).get(jid).copied()
-    }
-
-    fn len(&self) -> usize {
-        lock(&self.cache).len()
     }
 }
 
-/// The durable leaderboard: one sled tree keyed by bare JID, JSON values, plus an
-/// in-memory copy for reads.
+/// The durable rows: one sled tree keyed by bare JID, JSON values.
 pub struct SledStore {
     db: sled::Db,
     players: sled::Tree,
-    /// Also serialises writers, so two results for the same player cannot interleave
-    /// their read-modify-write.
-    cache: Mutex<HashMap<String, Stats>>,
+    /// sled's data file. sled's `flush` ends with `sync_file_range` on Linux, which does
+    /// not persist the file's metadata (a grown size); an `fsync` of this handle does.
+    file: Option<File>,
 }
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledStore")
-            .field("players", &self.len())
+            .field("players", &self.players.len())
             .finish_non_exhaustive()
     }
 }
 
 impl SledStore {
-    /// Opens (or creates) the database in `dir` and loads every record.
+    /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::open(dir)?;
         let players = db.open_tree("players")?;
-        let mut cache = HashMap::new();
-        for item in players.iter() {
-            let (key, value) = item?;
-            let jid = String::from_utf8_lossy(&key).into_owned();
-            let stats: Stats =
-                serde_json::from_slice(&value).map_err(|source| StoreError::Corrupt {
-                    jid: jid.clone(),
-                    source,
-                })?;
-            cache.insert(jid, stats);
-        }
-        Ok(SledStore {
-            db,
-            players,
-            cache: Mutex::new(cache),
-        })
+        // sled 0.34 keeps its log in `<dir>/db`; without it we still have sled's flush.
+        let file = File::open(dir.join("db")).ok();
+        Ok(SledStore { db, players, file })
     }
 
     /// Another tree of the same database (e.g. the players' profiles), so everything the
@@ -211,34 +186,245 @@ impl SledStore {
 }
 
 impl ResultStore for SledStore {
-    fn record(&self, result: &GameResult) -> Result<(), StoreError> {
-        let mut cache = lock(&self.cache);
-        let rows = apply(&cache, result);
+    fn load(&self) -> Result<Vec<(String, Stats)>, StoreError> {
+        let mut rows = Vec::with_capacity(self.players.len());
+        for item in self.players.iter() {
+            let (key, value) = item?;
+            let jid = String::from_utf8_lossy(&key).into_owned();
+            let stats: Stats =
+                serde_json::from_slice(&value).map_err(|source| StoreError::Corrupt {
+                    jid: jid.clone(),
+                    source,
+                })?;
+            rows.push((jid, stats));
+        }
+        Ok(rows)
+    }
+
+    fn put(&self, rows: &[(String, Stats)]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for (jid, stats) in &rows {
+        for (jid, stats) in rows {
             let value = serde_json::to_vec(stats).map_err(StoreError::Encode)?;
             batch.insert(jid.as_bytes(), value);
         }
-        // Both rows or neither, then fsync: the result is on disk when we return.
+        // All rows or none, then flush and fsync: the rows are on disk when we return.
         self.players.apply_batch(batch)?;
         self.db.flush()?;
-        for (jid, stats) in rows {
-            cache.insert(jid, stats);
+        if let Some(file) = &self.file {
+            file.sync_all()?;
         }
         Ok(())
     }
+}
 
-    fn top(&self, limit: usize) -> Vec<Entry> {
-        ranked(&lock(&self.cache), limit)
+/// The order of the leaderboard: most wins, then fewest losses, then most points, then
+/// the JID (so the order is total and stable).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RankKey {
+    wins: Reverse<u64>,
+    losses: u64,
+    points: Reverse<u64>,
+    jid: String,
+}
+
+impl RankKey {
+    fn new(jid: &str, stats: &Stats) -> Self {
+        RankKey {
+            wins: Reverse(stats.wins),
+            losses: stats.losses,
+            points: Reverse(stats.points),
+            jid: jid.to_owned(),
+        }
+    }
+}
+
+/// What readers see; changed only by the writer, after a durable write.
+#[derive(Default)]
+struct Published {
+    /// The best [`TOP_ROWS`] rows, ranked.
+    top: RwLock<Arc<[Entry]>>,
+    /// Every player's record.
+    players: RwLock<HashMap<String, Stats>>,
+}
+
+/// A result on its way to the writer, and where to say how it went.
+struct Write {
+    result: GameResult,
+    done: oneshot::Sender<Result<(), RecordError>>,
+}
+
+/// The leaderboard: reads from the published snapshot, writes through the writer task.
+/// Cheap to clone (all clones share one writer).
+#[derive(Clone)]
+pub struct Leaderboard {
+    published: Arc<Published>,
+    writes: mpsc::Sender<Write>,
+}
+
+impl std::fmt::Debug for Leaderboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leaderboard")
+            .field("players", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Leaderboard {
+    /// Loads every record from `store` (on a blocking thread) and starts the writer task.
+    /// Must be called inside a Tokio runtime.
+    pub async fn open(store: Arc<dyn ResultStore>) -> Result<Self, StoreError> {
+        let loader = Arc::clone(&store);
+        let rows = tokio::task::spawn_blocking(move || loader.load())
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+        let published = Arc::new(Published::default());
+        let mut ranking = BTreeSet::new();
+        {
+            let mut players = write(&published.players);
+            for (jid, stats) in rows {
+                ranking.insert(RankKey::new(&jid, &stats));
+                players.insert(jid, stats);
+            }
+        }
+        *write(&published.top) = top_rows(&ranking, &read(&published.players));
+        let (writes, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(write_loop(
+            store,
+            Arc::clone(&published),
+            Arc::new(Mutex::new(ranking)),
+            queue,
+        ));
+        Ok(Leaderboard { published, writes })
     }
 
-    fn get(&self, jid: &str) -> Option<Stats> {
-        lock(&self.cache).get(jid).copied()
+    /// Adds a result; returns once it is durable and visible to readers.
+    pub async fn record(&self, result: GameResult) -> Result<(), RecordError> {
+        let (done, reply) = oneshot::channel();
+        self.writes
+            .send(Write { result, done })
+            .await
+            .map_err(|_| RecordError::Stopped("queue closed".into()))?;
+        reply
+            .await
+            .map_err(|_| RecordError::Stopped("no reply".into()))?
     }
 
-    fn len(&self) -> usize {
-        lock(&self.cache).len()
+    /// The best `limit` (at most [`TOP_ROWS`]) players: most wins, then fewest losses,
+    /// then most points.
+    pub fn top(&self, limit: usize) -> Vec<Entry> {
+        let top = Arc::clone(&read(&self.published.top));
+        top.iter().take(limit).cloned().collect()
     }
+
+    /// One player's record.
+    pub fn get(&self, jid: &str) -> Option<Stats> {
+        read(&self.published.players).get(jid).copied()
+    }
+
+    /// How many players have a record.
+    pub fn len(&self) -> usize {
+        read(&self.published.players).len()
+    }
+
+    /// Whether nobody has a record yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn top_rows(ranking: &BTreeSet<RankKey>, players: &HashMap<String, Stats>) -> Arc<[Entry]> {
+    ranking
+        .iter()
+        .take(TOP_ROWS)
+        .filter_map(|key| {
+            Some(Entry {
+                jid: key.jid.clone(),
+                stats: *players.get(&key.jid)?,
+            })
+        })
+        .collect()
+}
+
+/// The writer: takes what is queued, commits it on a blocking thread, answers each
+/// waiting game. Ends when every [`Leaderboard`] clone is gone.
+async fn write_loop(
+    store: Arc<dyn ResultStore>,
+    published: Arc<Published>,
+    ranking: Arc<Mutex<BTreeSet<RankKey>>>,
+    mut queue: mpsc::Receiver<Write>,
+) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let results: Vec<GameResult> = batch.iter().map(|w| w.result.clone()).collect();
+        let (store, published, ranking) = (
+            Arc::clone(&store),
+            Arc::clone(&published),
+            Arc::clone(&ranking),
+        );
+        let committed =
+            tokio::task::spawn_blocking(move || commit(&*store, &published, &ranking, &results))
+                .await;
+        let reply = match committed {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(RecordError::Store(Arc::new(error))),
+            Err(error) => Err(RecordError::Stopped(error.to_string())),
+        };
+        for write in batch.drain(..) {
+            let _ = write.done.send(reply.clone());
+        }
+    }
+}
+
+/// Applies `results` to copies of the rows they touch, makes those durable, then
+/// publishes them. On a store error nothing changes.
+fn commit(
+    store: &dyn ResultStore,
+    published: &Published,
+    ranking: &Mutex<BTreeSet<RankKey>>,
+    results: &[GameResult],
+) -> Result<(), StoreError> {
+    // Only this function changes the published rows and it runs once at a time (one
+    // writer task, awaiting each commit), so reading them here and writing them back
+    // below cannot lose an update.
+    let mut changed: HashMap<String, Stats> = HashMap::new();
+    {
+        let players = read(&published.players);
+        let current = |jid: &str, changed: &HashMap<String, Stats>| {
+            changed
+                .get(jid)
+                .or_else(|| players.get(jid))
+                .copied()
+                .unwrap_or_default()
+        };
+        for result in results {
+            let mut winner = current(&result.winner, &changed);
+            let mut loser = current(&result.loser, &changed);
+            winner.wins += 1;
+            winner.points += u64::from(result.winner_points);
+            winner.points_against += u64::from(result.loser_points);
+            loser.losses += 1;
+            loser.points += u64::from(result.loser_points);
+            loser.points_against += u64::from(result.winner_points);
+            changed.insert(result.winner.clone(), winner);
+            changed.insert(result.loser.clone(), loser);
+        }
+    }
+    let rows: Vec<(String, Stats)> = changed.into_iter().collect();
+    store.put(&rows)?;
+    let mut ranking = lock(ranking);
+    {
+        let mut players = write(&published.players);
+        for (jid, stats) in rows {
+            if let Some(old) = players.get(&jid) {
+                ranking.remove(&RankKey::new(&jid, old));
+            }
+            ranking.insert(RankKey::new(&jid, &stats));
+            players.insert(jid, stats);
+        }
+    }
+    let top = top_rows(&ranking, &read(&published.players));
+    *write(&published.top) = top;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -254,18 +440,21 @@ mod tests {
         }
     }
 
-    fn exercise(store: &dyn ResultStore) {
-        store
-            .record(&result("alice@x", "bob@x", 10, 3))
+    async fn exercise(board: &Leaderboard) {
+        board
+            .record(result("alice@x", "bob@x", 10, 3))
+            .await
             .expect("record");
-        store
-            .record(&result("bob@x", "carol@x", 10, 9))
+        board
+            .record(result("bob@x", "carol@x", 10, 9))
+            .await
             .expect("record");
-        store
-            .record(&result("alice@x", "carol@x", 10, 0))
+        board
+            .record(result("alice@x", "carol@x", 10, 0))
+            .await
             .expect("record");
         assert_eq!(
-            store.get("alice@x"),
+            board.get("alice@x"),
             Some(Stats {
                 wins: 2,
                 losses: 0,
@@ -274,7 +463,7 @@ mod tests {
             })
         );
         assert_eq!(
-            store.get("bob@x"),
+            board.get("bob@x"),
             Some(Stats {
                 wins: 1,
                 losses: 1,
@@ -282,28 +471,95 @@ mod tests {
                 points_against: 19
             })
         );
-        let top: Vec<String> = store.top(10).into_iter().map(|e| e.jid).collect();
+        let top: Vec<String> = board.top(10).into_iter().map(|e| e.jid).collect();
         assert_eq!(top, ["alice@x", "bob@x", "carol@x"]);
-        assert_eq!(store.top(1).len(), 1);
-        assert_eq!(store.len(), 3);
+        assert_eq!(board.top(1).len(), 1);
+        assert_eq!(board.len(), 3);
     }
 
-    #[test]
-    fn memory_store_ranks_and_sums() {
-        exercise(&MemoryStore::new());
+    #[tokio::test]
+    async fn memory_leaderboard_ranks_and_sums() {
+        let board = Leaderboard::open(Arc::new(MemoryStore::new()))
+            .await
+            .expect("open");
+        exercise(&board).await;
     }
 
-    #[test]
-    fn sled_store_survives_a_reopen() {
-        let dir = std::env::temp_dir().join(format!(
-            "pong-lb-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
+    /// Many results at once are batched, and every one of them counts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_results_all_count_and_the_ranking_stays_sorted() {
+        let store = Arc::new(MemoryStore::new());
+        let board = Leaderboard::open(Arc::clone(&store) as Arc<dyn ResultStore>)
+            .await
+            .expect("open");
+        let mut tasks = Vec::new();
+        for i in 0..400u32 {
+            let board = board.clone();
+            tasks.push(tokio::spawn(async move {
+                let (w, l) = (format!("p{}@x", i % 7), format!("q{}@x", i % 5));
+                board.record(result(&w, &l, 3, i % 3)).await
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task").expect("record");
+        }
+        let wins: u64 = (0..7)
+            .filter_map(|i| board.get(&format!("p{i}@x")))
+            .map(|s| s.wins)
+            .sum();
+        let losses: u64 = (0..5)
+            .filter_map(|i| board.get(&format!("q{i}@x")))
+            .map(|s| s.losses)
+            .sum();
+        assert_eq!((wins, losses), (400, 400));
+        let top = board.top(TOP_ROWS);
+        assert_eq!(top.len(), 12);
+        assert!(top.windows(2).all(|w| w[0].stats.wins >= w[1].stats.wins));
+        // What readers see is what is stored.
+        let mut stored = store.load().expect("load");
+        stored.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut seen: Vec<(String, Stats)> = top.into_iter().map(|e| (e.jid, e.stats)).collect();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(seen, stored);
+    }
+
+    /// A store that fails every write.
+    struct BrokenDisk;
+
+    impl ResultStore for BrokenDisk {
+        fn load(&self) -> Result<Vec<(String, Stats)>, StoreError> {
+            Ok(Vec::new())
+        }
+
+        fn put(&self, _: &[(String, Stats)]) -> Result<(), StoreError> {
+            Err(StoreError::Io(std::io::Error::other("disk full")))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_reported_and_not_published() {
+        let board = Leaderboard::open(Arc::new(BrokenDisk)).await.expect("open");
+        let error = board
+            .record(result("alice@x", "bob@x", 1, 0))
+            .await
+            .expect_err("the disk is broken");
+        assert!(error.to_string().contains("disk full"), "{error}");
+        assert!(board.is_empty() && board.top(10).is_empty());
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pong-lb-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[tokio::test]
+    async fn sled_leaderboard_survives_a_reopen() {
+        let dir = temp_dir("reopen");
         {
             let store = SledStore::open(&dir).expect("open");
-            exercise(&store);
+            let board = Leaderboard::open(Arc::new(store)).await.expect("board");
+            exercise(&board).await;
         }
         // sled releases its file lock from a background thread shortly after the drop.
         let mut reopened = SledStore::open(&dir);
@@ -311,13 +567,16 @@ mod tests {
             if reopened.is_ok() {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             reopened = SledStore::open(&dir);
         }
-        let store = reopened.expect("reopen");
-        assert_eq!(store.len(), 3);
-        assert_eq!(store.get("carol@x").map(|s| s.losses), Some(2));
-        drop(store);
+        let board = Leaderboard::open(Arc::new(reopened.expect("reopen")))
+            .await
+            .expect("board");
+        assert_eq!(board.len(), 3);
+        assert_eq!(board.get("carol@x").map(|s| s.losses), Some(2));
+        assert_eq!(board.top(1)[0].jid, "alice@x");
+        drop(board);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,7 +7,8 @@
 //! - [`protocol`]: parsing and building the `xmpp:game:pong` payloads;
 //! - [`game`]: one task per game, owning its state, ticking at a fixed rate;
 //! - [`lobby`]: matchmaking, named games, spectators, leaving, cleanup;
-//! - [`leaderboard`]: wins/losses/points per bare JID, durable in sled;
+//! - [`leaderboard`]: wins/losses/points per bare JID, durable in sled, written by one
+//!   writer task off the runtime and read from an in-memory snapshot;
 //! - [`service`]: the XMPP router and its handlers;
 //! - [`http`]: the web client, the leaderboard and metrics over HTTP (axum);
 //! - [`web`]: the browser client's embedded files, its page and Content-Security-Policy;
@@ -28,7 +29,7 @@ pub mod service;
 pub mod web;
 
 pub use game::Settings;
-pub use leaderboard::{MemoryStore, ResultStore, SledStore};
+pub use leaderboard::{Leaderboard, MemoryStore, ResultStore, SledStore};
 pub use lobby::Lobby;
 pub use metrics::Metrics;
 pub use profiles::Profiles;

@@ -3,16 +3,22 @@
 //!
 //! All membership lives here, under one std `Mutex` that is never held across an
 //! `.await`: every method is a quick, synchronous table update plus non-blocking sends to
-//! game inboxes. A full JID is in at most one game at a time. A message from a JID that
-//! is not a member never reaches a game: that is the anti-cheat rule, checked here.
+//! game inboxes (or signals, for leaving and shutdown). A message from a JID that is not
+//! a member never reaches a game: that is the anti-cheat rule, checked here.
 //!
-//! Every game has an address: a named game its name, a matchmade one `match-N`. A game
-//! task is spawned at the first check-in and removes itself from the lobby when it ends;
-//! a waiting game whose only player leaves is dropped here, which closes its inbox and
+//! What one client can hold is bounded: a full JID is in at most one game; a bare JID
+//! plays in at most `max_games_per_user` games (from all its resources); the server holds
+//! at most `max_games`; a game waits for its second player at most `wait_timeout`.
+//!
+//! Every game has an address: a named game its name, a matchmade one `match-N`. Names
+//! starting with `match-` (any letter case) are reserved for matchmaking: a check-in may
+//! join an existing `match-N` game by its address, but cannot create one. A game task is
+//! spawned at the first check-in and removes itself from the lobby when it ends; a
+//! waiting game whose only player leaves is dropped here, which closes its inbox and
 //! ends its task.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -21,13 +27,21 @@ use tokio::time::Instant;
 use xmpp_component::xmpp_parsers::stanza_error::DefinedCondition;
 
 use crate::game::{self, Command, Context, Settings, Shared};
-use crate::leaderboard::ResultStore;
+use crate::leaderboard::Leaderboard;
 use crate::metrics::Metrics;
 use crate::outbound::Sink;
 use crate::physics::Side;
 
-/// Capacity of a game's command inbox (joins, spectators, leaving: all rare).
+/// Capacity of a game's command inbox (joins, spectators: all rare).
 const INBOX: usize = 16;
+/// Game names with this prefix (any letter case) belong to matchmaking.
+pub const MATCH_PREFIX: &str = "match-";
+
+/// Whether `name` is reserved for matchmade games (`match-…`, any letter case).
+pub fn is_reserved(name: &str) -> bool {
+    name.get(..MATCH_PREFIX.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(MATCH_PREFIX))
+}
 
 /// Why the lobby refused a request; becomes a stanza error for the sender.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,9 +73,20 @@ pub enum Refusal {
     /// The game is busy (its inbox is full); try again.
     #[error("The game is busy; try again")]
     Busy,
-    /// The component is not attached to a connection yet.
-    #[error("The game server is starting; try again")]
+    /// The component is not attached to a connection yet, or is stopping.
+    #[error("The game server is starting or stopping; try again")]
     NotReady,
+    /// The sender's account already plays in as many games as allowed.
+    #[error("Your account already plays in {0} games (the most allowed); leave one first")]
+    TooManyGames(usize),
+    /// The server holds as many games as allowed.
+    #[error("The game server is full; try again later")]
+    ServerFull,
+    /// A check-in tried to create a game with a name reserved for matchmaking.
+    #[error(
+        "Game names starting with match- are reserved for matchmaking; check in at the domain or choose another name"
+    )]
+    ReservedName,
 }
 
 impl Refusal {
@@ -74,9 +99,12 @@ impl Refusal {
             }
             Refusal::NoGameAddress(_) => DefinedCondition::BadRequest,
             Refusal::NoSuchGame(_) => DefinedCondition::ItemNotFound,
-            Refusal::TooManySpectators(_) | Refusal::Busy | Refusal::NotReady => {
-                DefinedCondition::ResourceConstraint
-            }
+            Refusal::ReservedName => DefinedCondition::NotAcceptable,
+            Refusal::TooManySpectators(_)
+            | Refusal::Busy
+            | Refusal::NotReady
+            | Refusal::TooManyGames(_)
+            | Refusal::ServerFull => DefinedCondition::ResourceConstraint,
         }
     }
 }
@@ -119,9 +147,34 @@ struct State {
     games: HashMap<u64, Entry>,
     by_name: HashMap<String, u64>,
     members: HashMap<String, Member>,
+    /// Player places held per bare JID (every game's `players`, until the game is gone).
+    places: HashMap<String, usize>,
     /// The matchmade game waiting for its second player, if any.
     matchmaking: Option<u64>,
     next_id: u64,
+}
+
+impl State {
+    fn places_of(&self, bare: &str) -> usize {
+        self.places.get(bare).copied().unwrap_or(0)
+    }
+
+    fn add_place(&mut self, jid: &str) {
+        *self
+            .places
+            .entry(game::bare_of(jid).to_owned())
+            .or_insert(0) += 1;
+    }
+
+    fn remove_place(&mut self, jid: &str) {
+        let bare = game::bare_of(jid);
+        if let Some(n) = self.places.get_mut(bare) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.places.remove(bare);
+            }
+        }
+    }
 }
 
 /// A game waiting for an opponent (for disco#items).
@@ -137,13 +190,24 @@ pub struct Waiting {
 pub struct Lobby {
     state: Mutex<State>,
     settings: Arc<Settings>,
-    store: Arc<dyn ResultStore>,
+    store: Leaderboard,
     metrics: Arc<Metrics>,
     sink: OnceLock<Arc<dyn Sink>>,
     domain: String,
     epoch: Instant,
     /// Set once shutdown began: no new games.
     closing: AtomicU64,
+    /// Games that ended and are writing their result (shutdown waits for them).
+    recording: AtomicUsize,
+}
+
+/// Counts a result being written while it lives (see [`Lobby::recording`]).
+pub(crate) struct Recording<'a>(&'a Lobby);
+
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        self.0.recording.fetch_sub(1, Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Lobby {
@@ -168,7 +232,7 @@ impl Lobby {
     pub fn new(
         domain: &str,
         settings: Settings,
-        store: Arc<dyn ResultStore>,
+        store: Leaderboard,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Lobby {
@@ -180,6 +244,7 @@ impl Lobby {
             domain: domain.to_owned(),
             epoch: Instant::now(),
             closing: AtomicU64::new(0),
+            recording: AtomicUsize::new(0),
         })
     }
 
@@ -206,8 +271,14 @@ impl Lobby {
     }
 
     /// The leaderboard.
-    pub fn store(&self) -> Arc<dyn ResultStore> {
-        Arc::clone(&self.store)
+    pub fn store(&self) -> &Leaderboard {
+        &self.store
+    }
+
+    /// Marks a result being written until the guard drops.
+    pub(crate) fn recording(&self) -> Recording<'_> {
+        self.recording.fetch_add(1, Relaxed);
+        Recording(self)
     }
 
     /// Milliseconds since the lobby was created (the clock of idle detection).
@@ -225,6 +296,11 @@ impl Lobby {
         (state.games.len(), state.members.len())
     }
 
+    /// Player places the bare JID `bare` holds (for tests and limits checks).
+    pub fn places_of(&self, bare: &str) -> usize {
+        lock(&self.state).places_of(bare)
+    }
+
     /// Check-in from the full JID `from` at game `target` (`None` = matchmaking).
     /// Returns the game's name.
     pub fn check_in(self: &Arc<Self>, from: &str, target: Option<&str>) -> Result<String, Refusal> {
@@ -233,6 +309,12 @@ impl Lobby {
         }
         let sink = self.sink.get().ok_or(Refusal::NotReady)?;
         let mut state = lock(&self.state);
+        if let Some(name) = target
+            && is_reserved(name)
+            && !state.by_name.contains_key(name)
+        {
+            return Err(Refusal::ReservedName);
+        }
         if let Some(member) = state.members.get(from).copied() {
             let same_target = state.games.get(&member.game).is_some_and(|g| match target {
                 Some(name) => g.name == name,
@@ -260,20 +342,30 @@ impl Lobby {
                 Role::Spectator => Self::drop_spectator(&mut state, from, member.game),
             }
         }
-        let id = match target {
-            None => match state.matchmaking.filter(|id| state.games.contains_key(id)) {
-                Some(id) => id,
-                None => {
-                    let n = state.next_id;
-                    let id = self.create(&mut state, sink, format!("match-{n}"));
+        let held = state.places_of(game::bare_of(from));
+        if held >= self.settings.max_games_per_user {
+            return Err(Refusal::TooManyGames(held));
+        }
+        let existing = match target {
+            None => state.matchmaking.filter(|id| state.games.contains_key(id)),
+            Some(name) => state.by_name.get(name).copied(),
+        };
+        let id = match existing {
+            Some(id) => id,
+            None if state.games.len() >= self.settings.max_games => {
+                return Err(Refusal::ServerFull);
+            }
+            None => {
+                let name = match target {
+                    Some(name) => name.to_owned(),
+                    None => format!("{MATCH_PREFIX}{}", state.next_id),
+                };
+                let id = self.create(&mut state, sink, name);
+                if target.is_none() {
                     state.matchmaking = Some(id);
-                    id
                 }
-            },
-            Some(name) => match state.by_name.get(name).copied() {
-                Some(id) => id,
-                None => self.create(&mut state, sink, name.to_owned()),
-            },
+                id
+            }
         };
         let Some(game) = state.games.get_mut(&id) else {
             return Err(Refusal::Busy);
@@ -281,15 +373,21 @@ impl Lobby {
         let Some(side) = game.free_side() else {
             return Err(Refusal::Full);
         };
-        game.inbox
-            .try_send(Command::Join {
-                side,
-                jid: from.to_owned(),
-            })
-            .map_err(|_| Refusal::Busy)?;
+        let joined = game.inbox.try_send(Command::Join {
+            side,
+            jid: from.to_owned(),
+        });
+        if joined.is_err() {
+            if game.players.iter().all(Option::is_none) {
+                Self::forget(&mut state, id);
+            }
+            return Err(Refusal::Busy);
+        }
         game.players[side.index()] = Some(from.to_owned());
         let name = game.name.clone();
-        if game.is_full() && state.matchmaking == Some(id) {
+        let full = game.is_full();
+        state.add_place(from);
+        if full && state.matchmaking == Some(id) {
             state.matchmaking = None;
         }
         state.members.insert(
@@ -419,19 +517,18 @@ impl Lobby {
     }
 
     /// Ends every game (reason `shutdown`, nothing recorded) and waits up to `grace` for
-    /// their last messages to be queued.
+    /// their last messages to be queued and for results already being written.
     pub async fn shutdown(&self, grace: Duration) {
         self.closing.store(1, Relaxed);
-        let inboxes: Vec<mpsc::Sender<Command>> = {
+        {
             let state = lock(&self.state);
-            state.games.values().map(|g| g.inbox.clone()).collect()
-        };
-        for inbox in &inboxes {
-            let _ = inbox.try_send(Command::Shutdown);
+            for game in state.games.values() {
+                game.shared.shut_down();
+            }
         }
-        drop(inboxes);
         let deadline = Instant::now() + grace;
-        while self.counts().0 > 0 && Instant::now() < deadline {
+        while (self.counts().0 > 0 || self.recording.load(Relaxed) > 0) && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -442,12 +539,26 @@ impl Lobby {
         Self::forget(&mut state, id);
     }
 
+    /// Called by a waiting game at its wait timeout: forgets it unless its second player
+    /// has just been let in (then their join is in its inbox). True when forgotten.
+    pub(crate) fn expire(&self, id: u64) -> bool {
+        let mut state = lock(&self.state);
+        if state.games.get(&id).is_some_and(Entry::is_full) {
+            return false;
+        }
+        Self::forget(&mut state, id);
+        true
+    }
+
     fn forget(state: &mut State, id: u64) {
         if let Some(entry) = state.games.remove(&id) {
             if state.by_name.get(&entry.name) == Some(&id) {
                 state.by_name.remove(&entry.name);
             }
             state.members.retain(|_, m| m.game != id);
+            for player in entry.players.iter().flatten() {
+                state.remove_place(player);
+            }
         }
         if state.matchmaking == Some(id) {
             state.matchmaking = None;
@@ -460,10 +571,9 @@ impl Lobby {
             return;
         };
         if game.is_full() {
-            // Running: the game ends by forfeit and removes itself.
-            if game.inbox.try_send(Command::Leave { side }).is_err() {
-                tracing::warn!(game = %game.name, "game inbox full; the forfeit waits for the idle timeout");
-            }
+            // Running: the game ends by forfeit and removes itself. A signal, not an
+            // inbox command, so a full inbox cannot lose it.
+            game.shared.leave(side);
         } else {
             // Waiting alone: nobody is left, drop it (its task ends with the inbox).
             Self::forget(state, id);
@@ -512,8 +622,8 @@ impl Lobby {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::leaderboard::MemoryStore;
-    use crate::outbound::ChannelSink;
+    use crate::leaderboard::{MemoryStore, ResultStore, Stats, StoreError};
+    use crate::outbound::{ChannelSink, StalledSink};
     use crate::protocol::NS;
     use tokio::sync::mpsc::UnboundedReceiver;
     use xmpp_component::minidom::Element;
@@ -525,20 +635,46 @@ mod tests {
     struct Setup {
         lobby: Arc<Lobby>,
         out: UnboundedReceiver<Element>,
-        store: Arc<MemoryStore>,
+        store: Leaderboard,
     }
 
-    fn setup(settings: Settings) -> Setup {
-        let store = Arc::new(MemoryStore::new());
+    async fn setup(settings: Settings) -> Setup {
+        setup_with(settings, Arc::new(MemoryStore::new())).await
+    }
+
+    async fn setup_with(settings: Settings, store: Arc<dyn ResultStore>) -> Setup {
+        let (tx, out) = tokio::sync::mpsc::unbounded_channel();
+        let (lobby, store) = lobby_with(settings, store, Arc::new(ChannelSink(tx))).await;
+        Setup { lobby, out, store }
+    }
+
+    async fn lobby_with(
+        settings: Settings,
+        store: Arc<dyn ResultStore>,
+        sink: Arc<dyn Sink>,
+    ) -> (Arc<Lobby>, Leaderboard) {
+        let store = Leaderboard::open(store).await.expect("leaderboard");
         let lobby = Lobby::new(
             "pong.localhost",
             settings,
-            Arc::clone(&store) as Arc<dyn ResultStore>,
+            store.clone(),
             Arc::new(Metrics::default()),
         );
-        let (tx, out) = tokio::sync::mpsc::unbounded_channel();
-        lobby.attach(Arc::new(ChannelSink(tx)));
-        Setup { lobby, out, store }
+        lobby.attach(sink);
+        (lobby, store)
+    }
+
+    /// A store whose disk is broken: every write fails.
+    struct BrokenDisk;
+
+    impl ResultStore for BrokenDisk {
+        fn load(&self) -> Result<Vec<(String, Stats)>, StoreError> {
+            Ok(Vec::new())
+        }
+
+        fn put(&self, _: &[(String, Stats)]) -> Result<(), StoreError> {
+            Err(StoreError::Io(std::io::Error::other("disk full")))
+        }
     }
 
     fn action(element: &Element) -> String {
@@ -584,7 +720,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn matchmaking_pairs_two_players_and_the_ball_moves() {
-        let mut s = setup(Settings::default());
+        let mut s = setup(Settings::default()).await;
         assert_eq!(s.lobby.check_in(ALICE, None).as_deref(), Ok("match-0"));
         let dims = s.expect(ALICE, "dimensions").await;
         assert_eq!(field(&dims, "side").as_deref(), Some("0"));
@@ -606,7 +742,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn named_games_refuse_a_third_player_and_strangers() {
-        let mut s = setup(Settings::default());
+        let mut s = setup(Settings::default()).await;
         s.lobby.check_in(ALICE, Some("friday")).expect("alice");
         s.lobby.check_in(BOB, Some("friday")).expect("bob");
         assert_eq!(s.lobby.check_in(CAROL, Some("friday")), Err(Refusal::Full));
@@ -637,7 +773,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn paddle_moves_reach_the_opponent_limited_per_tick() {
-        let mut s = setup(Settings::default());
+        let mut s = setup(Settings::default()).await;
         s.lobby.check_in(ALICE, Some("g")).expect("alice");
         s.lobby.check_in(BOB, Some("g")).expect("bob");
         s.expect(BOB, "scoreupdate").await;
@@ -662,7 +798,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn leaving_forfeits_and_the_result_is_stored_before_game_over() {
-        let mut s = setup(Settings::default());
+        let mut s = setup(Settings::default()).await;
         s.lobby.check_in(ALICE, None).expect("alice");
         s.lobby.check_in(BOB, None).expect("bob");
         s.expect(ALICE, "scoreupdate").await;
@@ -670,6 +806,7 @@ mod tests {
         let over = s.expect(ALICE, "gameOver").await;
         assert_eq!(field(&over, "winner").as_deref(), Some("alice@localhost"));
         assert_eq!(field(&over, "reason").as_deref(), Some("forfeit"));
+        assert_eq!(field(&over, "recorded").as_deref(), Some("true"));
         // gameOver is only sent once the result is in the store.
         assert_eq!(s.store.get("alice@localhost").map(|st| st.wins), Some(1));
         assert_eq!(s.store.get("bob@localhost").map(|st| st.losses), Some(1));
@@ -679,7 +816,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waiting_alone_and_leaving_cleans_up() {
-        let s = setup(Settings::default());
+        let s = setup(Settings::default()).await;
         s.lobby.check_in(ALICE, Some("lonely")).expect("alice");
         assert_eq!(s.lobby.counts(), (1, 1));
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -696,7 +833,8 @@ mod tests {
         let mut s = setup(Settings {
             idle_timeout: Duration::from_secs(5),
             ..Settings::default()
-        });
+        })
+        .await;
         s.lobby.check_in(ALICE, None).expect("alice");
         s.lobby.check_in(BOB, None).expect("bob");
         s.expect(ALICE, "scoreupdate").await;
@@ -716,7 +854,8 @@ mod tests {
             points_to_win: 2,
             idle_timeout: Duration::from_secs(3600),
             ..Settings::default()
-        });
+        })
+        .await;
         s.lobby.check_in(ALICE, None).expect("alice");
         s.lobby.check_in(BOB, None).expect("bob");
         // Alice hides at the top, Bob at the bottom: points happen.
@@ -734,7 +873,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_every_game_without_results() {
-        let mut s = setup(Settings::default());
+        let mut s = setup(Settings::default()).await;
         s.lobby.check_in(ALICE, None).expect("alice");
         s.lobby.check_in(BOB, None).expect("bob");
         s.lobby.check_in(CAROL, Some("waiting")).expect("carol");
@@ -750,7 +889,12 @@ mod tests {
     /// task is left, and the gauges are back to zero.
     #[tokio::test(start_paused = true)]
     async fn no_task_or_memory_leak_after_100k_games() {
-        let mut s = setup(Settings::default());
+        // Each account plays in about ten games of a batch at once.
+        let mut s = setup(Settings {
+            max_games_per_user: 64,
+            ..Settings::default()
+        })
+        .await;
         let runtime = tokio::runtime::Handle::current();
         let baseline = runtime.metrics().num_alive_tasks();
         const GAMES: usize = 100_000;
@@ -770,11 +914,13 @@ mod tests {
             }
             s.drain();
         }
-        for _ in 0..100 {
+        // The last results may still be on a blocking thread: wait in real time.
+        for _ in 0..1000 {
             if runtime.metrics().num_alive_tasks() <= baseline {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            tokio::task::yield_now().await;
         }
         assert_eq!(s.lobby.counts(), (0, 0));
         assert_eq!(
@@ -787,6 +933,205 @@ mod tests {
         assert_eq!(m.games_finished, GAMES as u64);
         let state = lock(&s.lobby.state);
         assert!(state.games.capacity() < 4 * BATCH, "tables stay bounded");
+        assert!(state.places.is_empty(), "{:?}", state.places);
         assert_eq!(s.store.len(), 97 + 89);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_game_never_ticks_and_expires() {
+        let mut s = setup(Settings {
+            wait_timeout: Duration::from_secs(10),
+            ..Settings::default()
+        })
+        .await;
+        s.lobby.check_in(ALICE, Some("lonely")).expect("alice");
+        s.expect(ALICE, "dimensions").await;
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert_eq!(s.lobby.counts(), (1, 1), "still waiting");
+        let over = s.expect(ALICE, "gameOver").await;
+        assert_eq!(field(&over, "reason").as_deref(), Some("expired"));
+        assert_eq!(field(&over, "winner"), None);
+        assert_eq!(field(&over, "recorded"), None, "nothing to record");
+        assert_eq!(s.lobby.counts(), (0, 0));
+        assert_eq!(s.lobby.places_of("alice@localhost"), 0);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let m = s.lobby.metrics().snapshot();
+        assert_eq!(
+            (m.ticks, m.games_waiting),
+            (0, 0),
+            "a waiting game never ticks"
+        );
+        assert!(s.store.is_empty());
+        // The name is free again.
+        s.lobby.check_in(BOB, Some("lonely")).expect("bob");
+        assert_eq!(
+            field(&s.expect(BOB, "dimensions").await, "side").as_deref(),
+            Some("0")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_account_plays_in_a_bounded_number_of_games() {
+        let mut s = setup(Settings {
+            max_games_per_user: 3,
+            ..Settings::default()
+        })
+        .await;
+        for r in 1..=3 {
+            s.lobby
+                .check_in(&format!("alice@localhost/r{r}"), Some(&format!("g{r}")))
+                .expect("within the limit");
+        }
+        let refused = s.lobby.check_in("alice@localhost/r4", Some("g4"));
+        assert_eq!(refused, Err(Refusal::TooManyGames(3)));
+        assert_eq!(
+            Refusal::TooManyGames(3).condition(),
+            DefinedCondition::ResourceConstraint
+        );
+        assert_eq!(
+            s.lobby.check_in("alice@localhost/r4", None),
+            Err(Refusal::TooManyGames(3)),
+            "matchmaking counts too"
+        );
+        assert_eq!(s.lobby.places_of("alice@localhost"), 3);
+        assert_eq!(s.lobby.counts(), (3, 3));
+        // Others are not affected, and leaving one frees a place.
+        s.lobby.check_in(BOB, Some("g4")).expect("bob");
+        s.lobby.leave("alice@localhost/r1");
+        s.lobby
+            .check_in("alice@localhost/r4", Some("g4"))
+            .expect("a place is free again");
+        let dims = s.expect("alice@localhost/r4", "dimensions").await;
+        assert_eq!(field(&dims, "side").as_deref(), Some("1"));
+        assert_eq!(s.lobby.places_of("alice@localhost"), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_server_holds_a_bounded_number_of_games() {
+        let s = setup(Settings {
+            max_games: 2,
+            ..Settings::default()
+        })
+        .await;
+        s.lobby.check_in(ALICE, Some("one")).expect("alice");
+        s.lobby.check_in(BOB, None).expect("bob");
+        assert_eq!(
+            s.lobby.check_in(CAROL, Some("three")),
+            Err(Refusal::ServerFull)
+        );
+        assert_eq!(s.lobby.check_in(CAROL, None).as_deref(), Ok("match-1"));
+        assert_eq!(s.lobby.counts(), (2, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn match_names_are_reserved_for_matchmaking() {
+        let mut s = setup(Settings::default()).await;
+        for name in ["match-0", "match-7", "MATCH-1", "Match-x", "match-"] {
+            assert_eq!(
+                s.lobby.check_in(ALICE, Some(name)),
+                Err(Refusal::ReservedName),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            Refusal::ReservedName.condition(),
+            DefinedCondition::NotAcceptable
+        );
+        assert_eq!(s.lobby.counts(), (0, 0), "a refusal creates nothing");
+        // Matchmaking creates match-N; its address may be used to join it.
+        assert_eq!(s.lobby.check_in(ALICE, None).as_deref(), Ok("match-0"));
+        assert_eq!(
+            s.lobby.check_in(BOB, Some("match-0")).as_deref(),
+            Ok("match-0")
+        );
+        s.expect(BOB, "scoreupdate").await;
+        // A name that only looks alike is an ordinary named game.
+        assert_eq!(
+            s.lobby.check_in(CAROL, Some("matchbox")).as_deref(),
+            Ok("matchbox")
+        );
+        assert_eq!(
+            s.lobby.check_in("dave@localhost/d", None).as_deref(),
+            Ok("match-2")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leave_is_not_lost_when_the_inbox_is_full_and_ticks_stop() {
+        let mut s = setup(Settings::default()).await;
+        s.lobby.check_in(ALICE, Some("g")).expect("alice");
+        s.lobby.check_in(BOB, Some("g")).expect("bob");
+        s.expect(ALICE, "scoreupdate").await;
+        // Checking in again and again fills the game's inbox with re-sends ...
+        for _ in 0..4 * INBOX {
+            s.lobby.check_in(ALICE, Some("g")).expect("re-check-in");
+        }
+        // ... and the leave still gets through, at once.
+        assert!(s.lobby.leave(BOB));
+        let over = tokio::time::timeout(Duration::from_secs(1), s.expect(ALICE, "gameOver"))
+            .await
+            .expect("the forfeit is not lost");
+        assert_eq!(field(&over, "reason").as_deref(), Some("forfeit"));
+        assert_eq!(field(&over, "winner").as_deref(), Some("alice@localhost"));
+        assert_eq!(s.lobby.counts(), (0, 0));
+        // Nobody is in: no more ticks.
+        let ticks = s.lobby.metrics().ticks.load(Relaxed);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(s.lobby.metrics().ticks.load(Relaxed), ticks);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_outbound_queue_delays_neither_ticks_nor_leave_nor_shutdown() {
+        let (lobby, store) = lobby_with(
+            Settings::default(),
+            Arc::new(MemoryStore::new()),
+            Arc::new(StalledSink),
+        )
+        .await;
+        lobby.check_in(ALICE, Some("g")).expect("alice");
+        lobby.check_in(BOB, Some("g")).expect("bob");
+        lobby.check_in(CAROL, Some("h")).expect("carol");
+        lobby.check_in("dave@localhost/d", Some("h")).expect("dave");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let m = lobby.metrics().snapshot();
+        // Two games at 30 Hz for about a second: every tick ran, and what it could not
+        // queue was dropped and counted.
+        assert!(m.ticks >= 50, "{m:?}");
+        assert!(m.stanzas_dropped >= m.ticks, "{m:?}");
+        assert_eq!(m.stanzas_sent, 0);
+        assert!(lobby.leave(BOB));
+        let ended = tokio::time::timeout(Duration::from_secs(1), async {
+            while store.get("alice@localhost").is_none() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the leave waited for the queue");
+        assert_eq!(store.get("bob@localhost").map(|s| s.losses), Some(1));
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            lobby.shutdown(Duration::from_secs(10)),
+        )
+        .await
+        .expect("shutdown waited for the queue");
+        assert_eq!(lobby.counts(), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn game_over_does_not_claim_a_result_the_store_lost() {
+        let mut s = setup_with(Settings::default(), Arc::new(BrokenDisk)).await;
+        s.lobby.check_in(ALICE, None).expect("alice");
+        s.lobby.check_in(BOB, None).expect("bob");
+        s.expect(ALICE, "scoreupdate").await;
+        assert!(s.lobby.leave(BOB));
+        let over = s.expect(ALICE, "gameOver").await;
+        assert_eq!(field(&over, "winner").as_deref(), Some("alice@localhost"));
+        assert_eq!(field(&over, "recorded").as_deref(), Some("false"));
+        let body = over
+            .get_child("body", crate::protocol::NS_STANZA)
+            .map(|b| b.text())
+            .unwrap_or_default();
+        assert!(body.contains("could not be saved"), "{body}");
+        assert!(s.store.is_empty());
     }
 }

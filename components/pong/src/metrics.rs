@@ -44,7 +44,8 @@ pub struct Metrics {
     pub ticks_skipped: AtomicU64,
     /// Stanzas handed to the framework's queue.
     pub stanzas_sent: AtomicU64,
-    /// High-rate stanzas dropped because the outbound queue was full.
+    /// Game messages dropped because the outbound queue was full (games never wait for
+    /// room while they play).
     pub stanzas_dropped: AtomicU64,
     /// Paddle moves dropped because a game's inbox was full (a client flooding).
     pub inputs_dropped: AtomicU64,
@@ -89,7 +90,7 @@ pub struct Snapshot {
     pub ticks_skipped: u64,
     /// Stanzas queued for sending.
     pub stanzas_sent: u64,
-    /// High-rate stanzas dropped on a full queue.
+    /// Game messages dropped on a full queue.
     pub stanzas_dropped: u64,
     /// Client inputs dropped on a full game inbox.
     pub inputs_dropped: u64,

@@ -1,10 +1,11 @@
 //! [`Sink`]: where games send their stanzas. In the binary it is the framework's
 //! [`Handle`]; unit tests plug in a channel and read what would have gone out.
 //!
-//! Games use [`Sink::try_send`] for the high-rate messages (a ball position that does not
-//! fit in the queue is stale by the next tick anyway, so it is dropped and counted) and
-//! [`Sink::send`] (waiting for room) for the few that must arrive: `dimensions`,
-//! `scoreupdate`, `gameOver`, errors.
+//! A game's loop only ever uses the non-blocking [`Sink::try_send`] and
+//! [`Sink::try_send_shared`]: a message that does not fit in the queue is dropped and
+//! counted (a ball position is stale by the next tick anyway; a lost `dimensions` comes
+//! again on the next check-in), so a slow link never delays a tick, a leave or shutdown.
+//! [`Sink::send`] (waiting for room) is only for `gameOver`, after the loop has ended.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,6 +37,25 @@ impl Sink for Handle {
 
     fn try_send_shared(&self, message: SharedMessage) -> Result<(), SendError> {
         Handle::try_send(self, message)
+    }
+}
+
+/// A sink for tests whose queue is always full: `try_send` refuses, `send` never returns.
+#[cfg(test)]
+pub(crate) struct StalledSink;
+
+#[cfg(test)]
+impl Sink for StalledSink {
+    fn try_send(&self, _: Element) -> Result<(), SendError> {
+        Err(SendError::QueueFull)
+    }
+
+    fn send(&self, _: Element) -> SendFuture<'_> {
+        Box::pin(std::future::pending())
+    }
+
+    fn try_send_shared(&self, _: SharedMessage) -> Result<(), SendError> {
+        Err(SendError::QueueFull)
     }
 }
 

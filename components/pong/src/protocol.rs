@@ -147,6 +147,8 @@ pub enum EndReason {
     Abandoned,
     /// The server is shutting down: no winner, nothing recorded.
     Shutdown,
+    /// Nobody joined a waiting game within the wait timeout: nothing recorded.
+    Expired,
 }
 
 impl EndReason {
@@ -158,6 +160,7 @@ impl EndReason {
             EndReason::Idle => "idle",
             EndReason::Abandoned => "abandoned",
             EndReason::Shutdown => "shutdown",
+            EndReason::Expired => "expired",
         }
     }
 }
@@ -173,6 +176,9 @@ pub struct GameOver {
     pub reason: EndReason,
     /// The bare JIDs of player 1 and player 2 (so each side can name its opponent).
     pub players: [Option<String>; 2],
+    /// For a game that counts for the leaderboard: whether its result was written
+    /// (`Some(false)`: the write failed, the result is lost). `None`: nothing to record.
+    pub recorded: Option<bool>,
 }
 
 /// Who receives a `dimensions` message.
@@ -379,7 +385,10 @@ pub fn game_over(to: &str, over: &GameOver) -> Element {
             children.push(text_child(name, jid.clone()));
         }
     }
-    let body = match &over.winner {
+    if let Some(recorded) = over.recorded {
+        children.push(text_child("recorded", recorded.to_string()));
+    }
+    let mut body = match &over.winner {
         Some((_, jid)) => format!(
             "XMPPong game over: {jid} wins {} – {} ({})",
             over.score[0],
@@ -388,6 +397,9 @@ pub fn game_over(to: &str, over: &GameOver) -> Element {
         ),
         None => format!("XMPPong game over: no winner ({})", over.reason.as_str()),
     };
+    if over.recorded == Some(false) {
+        body.push_str("; the result could not be saved to the leaderboard");
+    }
     headline(to, pong("gameOver", children), Some(body))
 }
 
@@ -596,6 +608,7 @@ mod tests {
                 score: [10, 4],
                 reason: EndReason::Points,
                 players: [Some("alice@localhost".into()), Some("bob@localhost".into())],
+                recorded: Some(true),
             },
         );
         let p = payload(&over);
@@ -607,6 +620,41 @@ mod tests {
             child_text(p, "player2jid").as_deref(),
             Some("bob@localhost")
         );
+        assert_eq!(child_text(p, "recorded").as_deref(), Some("true"));
+        let lost = game_over(
+            "a@b/c",
+            &GameOver {
+                winner: Some((Side::Left, "alice@localhost".into())),
+                score: [10, 4],
+                reason: EndReason::Points,
+                players: [None, None],
+                recorded: Some(false),
+            },
+        );
+        assert_eq!(
+            child_text(payload(&lost), "recorded").as_deref(),
+            Some("false")
+        );
+        let body = lost
+            .get_child("body", NS_STANZA)
+            .map(|b| b.text())
+            .unwrap_or_default();
+        assert!(body.contains("could not be saved"), "{body}");
+        let expired = game_over(
+            "a@b/c",
+            &GameOver {
+                winner: None,
+                score: [0, 0],
+                reason: EndReason::Expired,
+                players: [None, None],
+                recorded: None,
+            },
+        );
+        assert_eq!(
+            child_text(payload(&expired), "reason").as_deref(),
+            Some("expired")
+        );
+        assert!(payload(&expired).get_child("recorded", NS).is_none());
     }
 
     #[test]
