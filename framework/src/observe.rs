@@ -97,37 +97,21 @@ impl fmt::Debug for FrameworkCollector {
 impl Collector for FrameworkCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let m = self.handle.metrics();
-        let by_kind = m.messages_received + m.presences_received + m.iqs_received;
-        let mut received = encoder.encode_descriptor(
+        encode_by_kind(
+            &mut encoder,
             "xmpp_component_stanzas_received",
             "Stanzas read from the server, by kind (other: invalid, over the size or depth \
              cap, or not a message/presence/iq).",
-            None,
-            MetricType::Counter,
+            [m.messages_received, m.presences_received, m.iqs_received],
+            m.stanzas_received,
         )?;
-        for (kind, n) in [
-            ("message", m.messages_received),
-            ("presence", m.presences_received),
-            ("iq", m.iqs_received),
-            ("other", m.stanzas_received.saturating_sub(by_kind)),
-        ] {
-            ConstCounter::new(n).encode(received.encode_family(&[("kind", kind)])?)?;
-        }
-        let by_kind = m.messages_sent + m.presences_sent + m.iqs_sent;
-        let mut sent = encoder.encode_descriptor(
+        encode_by_kind(
+            &mut encoder,
             "xmpp_component_stanzas_sent",
             "Stanzas written to the server, by kind (other: the handshake and raw elements).",
-            None,
-            MetricType::Counter,
+            [m.messages_sent, m.presences_sent, m.iqs_sent],
+            m.stanzas_sent,
         )?;
-        for (kind, n) in [
-            ("message", m.messages_sent),
-            ("presence", m.presences_sent),
-            ("iq", m.iqs_sent),
-            ("other", m.stanzas_sent.saturating_sub(by_kind)),
-        ] {
-            ConstCounter::new(n).encode(sent.encode_family(&[("kind", kind)])?)?;
-        }
         let (sum, count, buckets) = self.handle.counters().handler_latency.snapshot();
         let no_exemplars: Option<&HashMap<usize, Exemplar<NoLabelSet, f64>>> = None;
         encoder
@@ -206,6 +190,27 @@ impl Collector for FrameworkCollector {
         }
         Ok(())
     }
+}
+
+/// A counter family by `kind`: message, presence, iq, and other (the rest of `total`).
+fn encode_by_kind(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    [messages, presences, iqs]: [u64; 3],
+    total: u64,
+) -> Result<(), fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    let other = total.saturating_sub(messages + presences + iqs);
+    for (kind, n) in [
+        ("message", messages),
+        ("presence", presences),
+        ("iq", iqs),
+        ("other", other),
+    ] {
+        ConstCounter::new(n).encode(family.encode_family(&[("kind", kind)])?)?;
+    }
+    Ok(())
 }
 
 fn saturating_i64(n: u64) -> i64 {
