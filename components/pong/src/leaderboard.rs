@@ -427,6 +427,21 @@ fn commit(
     Ok(())
 }
 
+/// A store that fails every write (a test double shared by the lobby's tests).
+#[cfg(test)]
+pub(crate) struct BrokenDisk;
+
+#[cfg(test)]
+impl ResultStore for BrokenDisk {
+    fn load(&self) -> Result<Vec<(String, Stats)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    fn put(&self, _: &[(String, Stats)]) -> Result<(), StoreError> {
+        Err(StoreError::Io(std::io::Error::other("disk full")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,19 +536,6 @@ mod tests {
         let mut seen: Vec<(String, Stats)> = top.into_iter().map(|e| (e.jid, e.stats)).collect();
         seen.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(seen, stored);
-    }
-
-    /// A store that fails every write.
-    struct BrokenDisk;
-
-    impl ResultStore for BrokenDisk {
-        fn load(&self) -> Result<Vec<(String, Stats)>, StoreError> {
-            Ok(Vec::new())
-        }
-
-        fn put(&self, _: &[(String, Stats)]) -> Result<(), StoreError> {
-            Err(StoreError::Io(std::io::Error::other("disk full")))
-        }
     }
 
     #[tokio::test]

@@ -664,18 +664,7 @@ mod tests {
         (lobby, store)
     }
 
-    /// A store whose disk is broken: every write fails.
-    struct BrokenDisk;
-
-    impl ResultStore for BrokenDisk {
-        fn load(&self) -> Result<Vec<(String, Stats)>, StoreError> {
-            Ok(Vec::new())
-        }
-
-        fn put(&self, _: &[(String, Stats)]) -> Result<(), StoreError> {
-            Err(StoreError::Io(std::io::Error::other("disk full")))
-        }
-    }
+    use crate::leaderboard::BrokenDisk;
 
     fn action(element: &Element) -> String {
         element
