@@ -622,7 +622,7 @@ impl Lobby {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::leaderboard::{MemoryStore, ResultStore, Stats, StoreError};
+    use crate::leaderboard::{MemoryStore, ResultStore};
     use crate::outbound::{ChannelSink, StalledSink};
     use crate::protocol::NS;
     use tokio::sync::mpsc::UnboundedReceiver;
