@@ -39,17 +39,25 @@ pub struct Component {
 
 impl Component {
     /// Builds the component; nothing is dialled until [`Component::run`].
-    pub fn new(config: Config, router: Router) -> Self {
-        Self::with_registry(config, router, Registry::default())
+    pub fn new(config: Config, router: impl Into<Router>) -> Self {
+        Self::with_registry(config, router.into(), Registry::default())
     }
 
     /// [`Component::new`] with metrics already registered by the component.
-    pub(crate) fn with_registry(config: Config, router: Router, mut registry: Registry) -> Self {
-        let (handle, queue) = Handle::new(
-            config.domain.clone(),
-            config.queue_size,
-            config.request_timeout,
-        );
+    pub(crate) fn with_registry(config: Config, router: Router, registry: Registry) -> Self {
+        let (handle, queue) = Handle::for_config(&config);
+        Self::assemble(config, router, registry, handle, queue)
+    }
+
+    /// A component around a handle made beforehand (see [`Handle::for_config`]), so a
+    /// service can give its state the handle before the router exists.
+    pub(crate) fn assemble(
+        config: Config,
+        router: Router,
+        mut registry: Registry,
+        handle: Handle,
+        queue: tokio::sync::mpsc::Receiver<crate::handle::Queued>,
+    ) -> Self {
         let outbox = Outbox {
             queue,
             unsent: Vec::new(),
@@ -87,6 +95,7 @@ impl Component {
     /// Runs until `shutdown` completes (returns `Ok`) or a fatal error occurs. With
     /// `--metrics` the metrics listener runs alongside and stops once the link is closed.
     pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        self.router.check()?;
         let observer = match self.config.metrics {
             Some(addr) => {
                 let registry = std::mem::take(&mut self.registry);

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::Jid;
 
 use crate::error::Error;
@@ -170,6 +171,10 @@ pub struct ComponentArgs {
     /// public listener; keep it on loopback, e.g. 127.0.0.1:9101 [default: off].
     #[arg(long, env = "XMPP_COMPONENT_METRICS", value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Runtime worker threads; 1 runs everything on one thread, the cheapest per stanza
+    /// [default: 1, or 2 for a component with an HTTP side].
+    #[arg(long, value_name = "N")]
+    pub worker_threads: Option<usize>,
 }
 
 /// The same options as they may appear in the `--config` TOML file.
@@ -201,6 +206,10 @@ pub(crate) struct FileOptions {
     presence_storm_interval: Option<f64>,
     max_depth: Option<usize>,
     metrics: Option<SocketAddr>,
+    worker_threads: Option<usize>,
+    /// Keys that are not the framework's: the component's own options.
+    #[serde(flatten)]
+    rest: toml::Table,
 }
 
 /// A validated configuration.
@@ -256,6 +265,8 @@ pub struct Config {
     pub presence_storm_interval: Duration,
     /// Where to serve `/metrics` and `/health`; `None` serves nothing.
     pub metrics: Option<SocketAddr>,
+    /// Runtime worker threads; `None` leaves the choice to the runner.
+    pub worker_threads: Option<usize>,
 }
 
 impl Config {
@@ -303,17 +314,49 @@ impl Config {
             presence_storm_count: 10,
             presence_storm_interval: Duration::from_secs(60),
             metrics: None,
+            worker_threads: None,
         })
     }
 }
 
+/// A component's own options, declared once: clap flags (`#[derive(clap::Args)]`, every
+/// field an `Option`) and the same keys in the `--config` TOML file (`#[derive(Serialize,
+/// Deserialize)]` with `#[serde(rename_all = "kebab-case", deny_unknown_fields)]`).
+/// [`ComponentArgs::load`] merges them: flag or environment beats the file.
+pub trait ComponentOptions: Args + Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Args + Serialize + DeserializeOwned + Send + 'static> ComponentOptions for T {}
+
+/// The options of a component that has none of its own: any key in the `--config` file
+/// that is not the framework's is an error.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoOptions {}
+
 impl ComponentArgs {
-    /// Merges flags/environment with the `--config` file and validates the result.
+    /// Merges flags/environment with the `--config` file and validates the result; a key
+    /// in the file that is not a framework option is an error.
     pub fn into_config(self) -> Result<Config, Error> {
-        let file = match &self.config {
+        self.load(NoOptions {}).map(|(config, _)| config)
+    }
+
+    /// [`ComponentArgs::into_config`] for a component with options of its own: `flags`
+    /// (as parsed by clap) are merged over the same keys in the `--config` file. A key
+    /// that is neither the framework's nor the component's is an error naming it.
+    pub fn load<O: ComponentOptions>(self, flags: O) -> Result<(Config, O), Error> {
+        let mut file = match &self.config {
             Some(path) => read_file_options(path)?,
             None => FileOptions::default(),
         };
+        let options = merge_options(
+            std::mem::take(&mut file.rest),
+            &flags,
+            self.config.as_deref(),
+        )?;
+        Ok((self.into_config_with(file)?, options))
+    }
+
+    fn into_config_with(self, file: FileOptions) -> Result<Config, Error> {
         let server = self
             .server
             .or(file.server)
@@ -419,12 +462,30 @@ impl ComponentArgs {
             config.presence_storm_interval = seconds(secs, "presence-storm-interval")?;
         }
         config.metrics = self.metrics.or(file.metrics);
+        if let Some(n) = self.worker_threads.or(file.worker_threads) {
+            config.worker_threads = Some(positive(n, "worker-threads")?);
+        }
         if let Some(jid) = self.ping_to.or(file.ping_to) {
             config.ping_to = Jid::new(&jid)
                 .map_err(|e| Error::Config(format!("--ping-to {jid:?} is not a JID: {e}")))?;
         }
         Ok(config)
     }
+}
+
+/// The component's options: the file's keys, overridden by every flag that was given.
+fn merge_options<O: ComponentOptions>(
+    mut table: toml::Table,
+    flags: &O,
+    path: Option<&Path>,
+) -> Result<O, Error> {
+    let given = toml::Table::try_from(flags)
+        .map_err(|e| Error::Config(format!("cannot merge the component's options: {e}")))?;
+    table.extend(given);
+    O::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let place = path.map_or_else(String::new, |p| format!("{}: ", p.display()));
+        Error::Config(format!("{place}{}", e.message().trim_end()))
+    })
 }
 
 fn read_file_options(path: &Path) -> Result<FileOptions, Error> {
@@ -720,5 +781,75 @@ mod tests {
         }
         .into_config();
         assert!(matches!(bad_domain, Err(Error::Config(m)) if m.contains("bare domain")));
+    }
+
+    /// A component's own options, as a component declares them.
+    #[derive(Debug, Default, Args, Serialize, Deserialize, PartialEq)]
+    #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+    struct Game {
+        #[arg(long)]
+        tick_hz: Option<u32>,
+        #[arg(long)]
+        http: Option<SocketAddr>,
+        #[arg(long, value_delimiter = ',')]
+        allow: Option<Vec<String>>,
+    }
+
+    fn toml_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xc-options-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    #[test]
+    fn component_options_come_from_the_same_file_and_flags_win() {
+        let path = toml_file(
+            "game.toml",
+            "server = '127.0.0.1:5347'\nworker-threads = 3\ntick-hz = 30\n\
+             http = '127.0.0.1:8081'\nallow = ['a.example']\n",
+        );
+        let args = || ComponentArgs {
+            config: Some(path.clone()),
+            ..args()
+        };
+        let flags = Game {
+            tick_hz: Some(60),
+            ..Game::default()
+        };
+        let (config, game) = args().load(flags).expect("valid");
+        assert_eq!(config.worker_threads, Some(3));
+        assert_eq!(game.tick_hz, Some(60), "the flag beats the file");
+        assert_eq!(game.http, Some(SocketAddr::from(([127, 0, 0, 1], 8081))));
+        assert_eq!(game.allow.as_deref(), Some(&["a.example".to_owned()][..]));
+        // Without options of its own, the component's keys are unknown.
+        let error = args().into_config().expect_err("tick-hz is not ours");
+        assert!(
+            error.to_string().contains("unknown field `allow`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_typo_in_the_file_is_an_error_naming_the_key() {
+        let path = toml_file("typo.toml", "tick-hzz = 30\n");
+        let args = ComponentArgs {
+            config: Some(path.clone()),
+            ..args()
+        };
+        let error = args.load(Game::default()).expect_err("typo").to_string();
+        assert!(error.contains("tick-hzz"), "{error}");
+        assert!(error.contains("typo.toml"), "{error}");
+        let path = toml_file("wrong-type.toml", "tick-hz = 'fast'\n");
+        let args = ComponentArgs {
+            config: Some(path),
+            ..super::tests::args()
+        };
+        let error = args.load(Game::default()).expect_err("type").to_string();
+        assert!(
+            error.contains("tick-hz") || error.contains("u32"),
+            "{error}"
+        );
     }
 }

@@ -139,6 +139,9 @@ pub enum Error {
     /// The configuration is unusable (bad flag, unreadable secret file, ...).
     #[error("configuration error: {0}")]
     Config(String),
+    /// A service could not start for another reason (its state failed to load, ...).
+    #[error("{0}")]
+    Startup(String),
 }
 
 impl Error {

@@ -76,6 +76,15 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Handle {
+    /// The handle and queue for a component configured by `config`.
+    pub(crate) fn for_config(config: &crate::Config) -> (Handle, mpsc::Receiver<Queued>) {
+        Handle::new(
+            config.domain.clone(),
+            config.queue_size,
+            config.request_timeout,
+        )
+    }
+
     /// Creates the handle and the receiving end of its queue (taken by the connection writer).
     pub(crate) fn new(
         domain: Jid,

@@ -48,7 +48,9 @@
 //! - `flood`: token buckets per sender, user and domain (flood protection).
 //! - `presence_storm`: the same presence over and over is ignored for a while.
 //! - `episodes`: log a misbehaving sender once per episode, not once per stanza.
-//! - [`router`]: handler registration, IQ reply rules, built-in disco/ping/version.
+//! - [`router`]: handler registration (typed IQ routes, message routes by namespace),
+//!   IQ reply rules, built-in disco/ping/version.
+//! - `state`: [`StateRouter`], handlers that share one state value.
 //! - `handle`: sending, the outbound queue, awaiting IQ replies.
 //! - `metrics`: counters readable with [`Handle::metrics`].
 //! - [`observe`]: the `--metrics` listener: Prometheus text on `/metrics`, `/health`.
@@ -77,22 +79,29 @@ pub mod observe;
 mod presence_storm;
 pub mod router;
 mod serialize;
+mod state;
 pub mod testing;
 mod tls;
 mod transport;
 mod xmlstream;
 
-pub use app::{EXIT_CONFIG, exit_code, run, run_with_metrics, runtime, shutdown_signal};
+pub use app::{
+    EXIT_CONFIG, Service, Setup, bind_http, exit_code, run, run_with_metrics, runtime, serve,
+    shutdown_signal,
+};
 pub use component::Component;
-pub use config::{ComponentArgs, Config, LogFormat, Secret};
+pub use config::{ComponentArgs, ComponentOptions, Config, LogFormat, NoOptions, Secret};
 pub use error::{CertificateProblem, Error, RequestError, SendError, StreamErrorInfo};
 pub use flood::{FloodLimits, RateLimit};
 pub use handle::Handle;
 pub use handshake::token as handshake_token;
 pub use logging::init as init_logging;
 pub use metrics::Metrics;
-pub use router::{IqRequest, IqResult, IqResultThen, Router, stanza_error};
+pub use router::{
+    Answer, IntoAnswer, IqPayload, IqReply, IqRequest, IqResult, Request, Router, stanza_error,
+};
 pub use serialize::escaped as escape_markup;
+pub use state::{State, StateRouter};
 pub use tls::TlsConfig;
 pub use xmlstream::{
     DEFAULT_MAX_DEPTH, InvalidCause, InvalidStanza, ParseError, ParseMode, SharedMessage,

@@ -24,6 +24,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use xmpp_parsers::version::VersionResult;
 
 use crate::handle::Handle;
+use crate::state::StateRouter;
 use crate::xmlstream::{InvalidStanza, Stanza};
 
 /// What the reader hands to the router: a stanza, or one that failed validation.
@@ -51,20 +52,109 @@ impl Inbound {
 /// A boxed, sendable future, as stored in the router.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// What an IQ handler returns: the result payload (or none), or the error to send back.
+/// What a raw IQ handler may return: the result payload (or none), or the error to send back.
 pub type IqResult = Result<Option<Element>, StanzaError>;
 
-/// An IQ get or set addressed to the component.
+/// An IQ get or set addressed to the component, with its payload as `P` (parsed by a
+/// typed route) or as the raw [`Element`] ([`IqRequest`]).
 #[derive(Debug, Clone)]
-pub struct IqRequest {
+pub struct Request<P = Element> {
     /// The requester (always present: the server stamps it).
     pub from: Jid,
     /// The JID at our domain it was sent to.
     pub to: Jid,
     /// The request id; the reply reuses it.
     pub id: String,
-    /// The single payload element.
-    pub payload: Element,
+    /// The single payload.
+    pub payload: P,
+}
+
+/// An IQ request with its payload as a raw element.
+pub type IqRequest = Request<Element>;
+
+/// An IQ payload type a route can be keyed by: its element name and namespace, and how
+/// to parse it (`TryFrom<Element>`, as every `xmpp-parsers` and `xso`-derived type has).
+/// A payload that fails to parse is answered `bad-request` with the error's text.
+pub trait IqPayload: TryFrom<Element, Error: std::fmt::Display> + Send + 'static {
+    /// The payload's element name, e.g. `query`.
+    const NAME: &'static str;
+    /// The payload's namespace, e.g. `jabber:iq:register`; announced in disco#info.
+    const NS: &'static str;
+}
+
+/// What an IQ handler may answer with: a typed payload, a raw element, or nothing
+/// (`()`: an empty `result`).
+pub trait IqReply: Send + 'static {
+    /// The payload of the `result`.
+    fn into_payload(self) -> Option<Element>;
+}
+
+impl IqReply for () {
+    fn into_payload(self) -> Option<Element> {
+        None
+    }
+}
+
+impl IqReply for Element {
+    fn into_payload(self) -> Option<Element> {
+        Some(self)
+    }
+}
+
+impl<T: IqReply> IqReply for Option<T> {
+    fn into_payload(self) -> Option<Element> {
+        self.and_then(IqReply::into_payload)
+    }
+}
+
+impl<T: IqPayload + Into<Element>> IqReply for T {
+    fn into_payload(self) -> Option<Element> {
+        Some(self.into())
+    }
+}
+
+/// An IQ reply plus stanzas the router sends strictly after it, in order: XEP-0077
+/// registration answers `result` and only then subscribes to the user.
+#[derive(Debug)]
+pub struct Answer<R> {
+    /// The reply: a payload or the error to send back.
+    pub reply: Result<R, StanzaError>,
+    /// Stanzas queued right after the reply.
+    pub then: Vec<Stanza>,
+}
+
+impl<R> Answer<R> {
+    /// An answer with no follow-up stanzas yet.
+    pub fn new(reply: Result<R, StanzaError>) -> Self {
+        Answer {
+            reply,
+            then: Vec::new(),
+        }
+    }
+
+    /// Adds a stanza to send after the reply.
+    pub fn then(mut self, stanza: impl Into<Stanza>) -> Self {
+        self.then.push(stanza.into());
+        self
+    }
+}
+
+/// What an IQ handler returns: `Result<R, StanzaError>` or an [`Answer`] with follow-ups.
+pub trait IntoAnswer: Send + 'static {
+    /// The reply payload (or error) and the follow-up stanzas.
+    fn into_answer(self) -> (IqResult, Vec<Stanza>);
+}
+
+impl<R: IqReply> IntoAnswer for Result<R, StanzaError> {
+    fn into_answer(self) -> (IqResult, Vec<Stanza>) {
+        (self.map(IqReply::into_payload), Vec::new())
+    }
+}
+
+impl<R: IqReply> IntoAnswer for Answer<R> {
+    fn into_answer(self) -> (IqResult, Vec<Stanza>) {
+        (self.reply.map(IqReply::into_payload), self.then)
+    }
 }
 
 /// What a message or presence handler may return: nothing, or a result whose error is logged.
@@ -85,12 +175,8 @@ impl<E: std::fmt::Display + Send + 'static> HandlerOutcome for Result<(), E> {
     }
 }
 
-type StanzaHandler<T> = Arc<dyn Fn(Handle, T) -> BoxFuture<()> + Send + Sync>;
-/// What an IQ handler registered with `iq_get_then`/`iq_set_then` returns: the reply, and
-/// stanzas the router sends right after it, in order.
-pub type IqResultThen = (IqResult, Vec<Stanza>);
-
-type IqHandler = Arc<dyn Fn(Handle, IqRequest) -> BoxFuture<IqResultThen> + Send + Sync>;
+pub(crate) type StanzaHandler<T> = Arc<dyn Fn(Handle, T) -> BoxFuture<()> + Send + Sync>;
+type IqHandler = Arc<dyn Fn(Handle, IqRequest) -> BoxFuture<(IqResult, Vec<Stanza>)> + Send + Sync>;
 type ItemsHandler = Arc<dyn Fn(Handle, IqRequest) -> BoxFuture<Vec<Item>> + Send + Sync>;
 type ConnectedHandler = Arc<dyn Fn(Handle) -> BoxFuture<()> + Send + Sync>;
 
@@ -109,9 +195,15 @@ struct IqRoute {
 }
 
 /// The table of handlers for one component. Build it with the chained methods, then hand it
-/// to [`crate::Component`].
+/// to [`crate::Component`]. For handlers that share state, start with
+/// [`Router::with_state`].
+///
+/// Registering two handlers for the same route (two `message` handlers, two for one
+/// message namespace, two for one IQ payload) is a configuration error reported when
+/// the component starts, never a silent replacement.
 pub struct Router {
     message: Option<StanzaHandler<Message>>,
+    message_routes: Vec<(String, StanzaHandler<Message>)>,
     presence: Option<StanzaHandler<Presence>>,
     iqs: Vec<IqRoute>,
     items: Option<ItemsHandler>,
@@ -119,6 +211,7 @@ pub struct Router {
     identities: Vec<Identity>,
     features: Vec<String>,
     software: (String, String),
+    conflicts: Vec<String>,
 }
 
 impl Default for Router {
@@ -127,11 +220,26 @@ impl Default for Router {
     }
 }
 
+/// Wraps a message/presence handler into the stored form.
+fn stanza_handler<T, F, Fut, O>(what: &'static str, handler: F) -> StanzaHandler<T>
+where
+    T: 'static,
+    F: Fn(Handle, T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = O> + Send + 'static,
+    O: HandlerOutcome,
+{
+    Arc::new(move |h, t| {
+        let fut = handler(h, t);
+        Box::pin(async move { fut.await.report(what) })
+    })
+}
+
 impl Router {
     /// An empty router: only the built-in disco#info, disco#items, ping and version answer.
     pub fn new() -> Self {
         Router {
             message: None,
+            message_routes: Vec::new(),
             presence: None,
             iqs: Vec::new(),
             items: None,
@@ -142,7 +250,14 @@ impl Router {
                 env!("CARGO_PKG_NAME").to_owned(),
                 env!("CARGO_PKG_VERSION").to_owned(),
             ),
+            conflicts: Vec::new(),
         }
+    }
+
+    /// A router whose handlers share `state`: they take a [`State<S>`] first, as axum
+    /// handlers do. See [`StateRouter`].
+    pub fn with_state<S: Send + Sync + 'static>(state: S) -> StateRouter<S> {
+        StateRouter::new(Router::new(), state)
     }
 
     /// Adds a disco#info identity (XEP-0030), e.g. `("component", "generic", "Echo")`.
@@ -170,17 +285,36 @@ impl Router {
         self
     }
 
-    /// Handles every inbound message (including `error` ones: check `type_`).
+    /// Handles inbound messages no [`Router::message_ns`] route took (including `error`
+    /// ones: check `type_`). Without it, chat and normal messages get
+    /// `service-unavailable`.
     pub fn message<F, Fut, O>(mut self, handler: F) -> Self
     where
         F: Fn(Handle, Message) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = O> + Send + 'static,
         O: HandlerOutcome,
     {
-        self.message = Some(Arc::new(move |h, m| {
-            let fut = handler(h, m);
-            Box::pin(async move { fut.await.report("message") })
-        }));
+        if self.message.is_some() {
+            self.conflicts.push("two message handlers".into());
+        }
+        self.message = Some(stanza_handler("message", handler));
+        self
+    }
+
+    /// Handles messages carrying a payload in `namespace` (e.g. `xmpp:game:pong`); the
+    /// first payload with a routed namespace picks the handler.
+    pub fn message_ns<F, Fut, O>(mut self, namespace: &str, handler: F) -> Self
+    where
+        F: Fn(Handle, Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = O> + Send + 'static,
+        O: HandlerOutcome,
+    {
+        if self.message_routes.iter().any(|(ns, _)| ns == namespace) {
+            self.conflicts
+                .push(format!("two message handlers for namespace {namespace}"));
+        }
+        self.message_routes
+            .push((namespace.to_owned(), stanza_handler("message", handler)));
         self
     }
 
@@ -191,49 +325,51 @@ impl Router {
         Fut: Future<Output = O> + Send + 'static,
         O: HandlerOutcome,
     {
-        self.presence = Some(Arc::new(move |h, p| {
-            let fut = handler(h, p);
-            Box::pin(async move { fut.await.report("presence") })
-        }));
+        if self.presence.is_some() {
+            self.conflicts.push("two presence handlers".into());
+        }
+        self.presence = Some(stanza_handler("presence", handler));
         self
     }
 
-    /// Handles IQ `get` requests whose payload is `<name xmlns='namespace'/>`.
+    /// Handles IQ `get` requests whose payload parses as `P`; the handler gets it parsed
+    /// and answers `Result<R, StanzaError>` (or an [`Answer`] with follow-ups).
+    pub fn get<P, F, Fut>(self, handler: F) -> Self
+    where
+        P: IqPayload,
+        F: Fn(Handle, Request<P>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output: IntoAnswer> + Send + 'static,
+    {
+        self.typed(IqKind::Get, handler)
+    }
+
+    /// Handles IQ `set` requests whose payload parses as `P` (see [`Router::get`]).
+    pub fn set<P, F, Fut>(self, handler: F) -> Self
+    where
+        P: IqPayload,
+        F: Fn(Handle, Request<P>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output: IntoAnswer> + Send + 'static,
+    {
+        self.typed(IqKind::Set, handler)
+    }
+
+    /// Handles IQ `get` requests whose payload is `<name xmlns='namespace'/>`, as a raw
+    /// element (for payloads without a type).
     pub fn iq_get<F, Fut>(self, name: &str, namespace: &str, handler: F) -> Self
     where
         F: Fn(Handle, IqRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = IqResult> + Send + 'static,
+        Fut: Future<Output: IntoAnswer> + Send + 'static,
     {
         self.iq(IqKind::Get, name, namespace, handler)
     }
 
-    /// Handles IQ `set` requests whose payload is `<name xmlns='namespace'/>`.
+    /// Handles IQ `set` requests whose payload is `<name xmlns='namespace'/>`, raw.
     pub fn iq_set<F, Fut>(self, name: &str, namespace: &str, handler: F) -> Self
     where
         F: Fn(Handle, IqRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = IqResult> + Send + 'static,
+        Fut: Future<Output: IntoAnswer> + Send + 'static,
     {
         self.iq(IqKind::Set, name, namespace, handler)
-    }
-
-    /// Like [`Router::iq_get`], for handlers that must send stanzas strictly after their
-    /// reply (the router queues the reply, then these, in order).
-    pub fn iq_get_then<F, Fut>(self, name: &str, namespace: &str, handler: F) -> Self
-    where
-        F: Fn(Handle, IqRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = IqResultThen> + Send + 'static,
-    {
-        self.iq_then(IqKind::Get, name, namespace, handler)
-    }
-
-    /// Like [`Router::iq_set`], for handlers that must send stanzas strictly after their
-    /// reply: XEP-0077 registration answers `result` and only then subscribes to the user.
-    pub fn iq_set_then<F, Fut>(self, name: &str, namespace: &str, handler: F) -> Self
-    where
-        F: Fn(Handle, IqRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = IqResultThen> + Send + 'static,
-    {
-        self.iq_then(IqKind::Set, name, namespace, handler)
     }
 
     /// Supplies the disco#items list (XEP-0030); by default it is empty.
@@ -242,6 +378,9 @@ impl Router {
         F: Fn(Handle, IqRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Item>> + Send + 'static,
     {
+        if self.items.is_some() {
+            self.conflicts.push("two disco#items providers".into());
+        }
         self.items = Some(Arc::new(move |h, r| Box::pin(handler(h, r))));
         self
     }
@@ -257,29 +396,70 @@ impl Router {
         self
     }
 
-    fn iq<F, Fut>(self, kind: IqKind, name: &str, namespace: &str, handler: F) -> Self
+    /// The routes registered twice, as a configuration error; checked at start-up.
+    pub fn check(&self) -> Result<(), crate::Error> {
+        if self.conflicts.is_empty() {
+            return Ok(());
+        }
+        Err(crate::Error::Config(format!(
+            "the router has conflicting routes: {}",
+            self.conflicts.join("; ")
+        )))
+    }
+
+    fn typed<P, F, Fut>(self, kind: IqKind, handler: F) -> Self
     where
-        F: Fn(Handle, IqRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = IqResult> + Send + 'static,
+        P: IqPayload,
+        F: Fn(Handle, Request<P>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output: IntoAnswer> + Send + 'static,
     {
-        self.iq_then(kind, name, namespace, move |h, r| {
-            let fut = handler(h, r);
-            async move { (fut.await, Vec::new()) }
+        let handler = Arc::new(handler);
+        self.iq(kind, P::NAME, P::NS, move |h, request: IqRequest| {
+            let handler = Arc::clone(&handler);
+            async move {
+                let payload = match P::try_from(request.payload) {
+                    Ok(payload) => payload,
+                    Err(error) => {
+                        let text = format!("invalid <{}/>: {error}", P::NAME);
+                        let error = stanza_error(DefinedCondition::BadRequest, Some(&text));
+                        return Answer::new(Err(error));
+                    }
+                };
+                let request = Request {
+                    from: request.from,
+                    to: request.to,
+                    id: request.id,
+                    payload,
+                };
+                let (reply, then) = handler(h, request).await.into_answer();
+                Answer { reply, then }
+            }
         })
     }
 
-    fn iq_then<F, Fut>(mut self, kind: IqKind, name: &str, namespace: &str, handler: F) -> Self
+    fn iq<F, Fut>(mut self, kind: IqKind, name: &str, namespace: &str, handler: F) -> Self
     where
         F: Fn(Handle, IqRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = IqResultThen> + Send + 'static,
+        Fut: Future<Output: IntoAnswer> + Send + 'static,
     {
-        self.iqs
-            .retain(|r| !(r.kind == kind && r.name == name && r.namespace == namespace));
+        if self
+            .iqs
+            .iter()
+            .any(|r| r.kind == kind && r.name == name && r.namespace == namespace)
+        {
+            self.conflicts.push(format!(
+                "two IQ {} handlers for <{name} xmlns='{namespace}'/>",
+                if kind == IqKind::Get { "get" } else { "set" }
+            ));
+        }
         self.iqs.push(IqRoute {
             kind,
             name: name.to_owned(),
             namespace: namespace.to_owned(),
-            handler: Arc::new(move |h, r| Box::pin(handler(h, r))),
+            handler: Arc::new(move |h, r| {
+                let fut = handler(h, r);
+                Box::pin(async move { fut.await.into_answer() })
+            }),
         });
         self
     }
@@ -322,7 +502,7 @@ impl Router {
     /// panics around it.
     pub(crate) fn dispatch(self: &Arc<Self>, handle: &Handle, inbound: Inbound) -> BoxFuture<()> {
         match inbound {
-            Inbound::Stanza(Stanza::Message(message)) => match &self.message {
+            Inbound::Stanza(Stanza::Message(message)) => match self.message_route(&message) {
                 Some(handler) => handler(handle.clone(), message),
                 None => {
                     let handle = handle.clone();
@@ -351,6 +531,19 @@ impl Router {
                 Box::pin(async move { dispatch_invalid(&handle, invalid).await })
             }
         }
+    }
+
+    /// The handler for `message`: a namespace route, else the fallback.
+    fn message_route(&self, message: &Message) -> Option<&StanzaHandler<Message>> {
+        if !self.message_routes.is_empty() {
+            for payload in &message.payloads {
+                let ns = payload.ns();
+                if let Some((_, handler)) = self.message_routes.iter().find(|(n, _)| *n == ns) {
+                    return Some(handler);
+                }
+            }
+        }
+        self.message.as_ref()
     }
 
     async fn dispatch_iq(&self, handle: &Handle, iq: Iq) {
@@ -388,7 +581,12 @@ impl Router {
         }
     }
 
-    async fn answer_iq(&self, handle: &Handle, kind: IqKind, request: IqRequest) -> IqResultThen {
+    async fn answer_iq(
+        &self,
+        handle: &Handle,
+        kind: IqKind,
+        request: IqRequest,
+    ) -> (IqResult, Vec<Stanza>) {
         let (name, namespace) = (request.payload.name().to_owned(), request.payload.ns());
         let name = name.as_str();
         let route = self
@@ -658,9 +856,14 @@ mod tests {
         let (handle, mut rx) = setup();
         let router = Router::new()
             .iq_get("a", "urn:t", |_, _| async {
-                Err(stanza_error(DefinedCondition::NotAllowed, Some("no")))
+                IqResult::Err(stanza_error(DefinedCondition::NotAllowed, Some("no")))
             })
-            .iq_get("b", "urn:t", |_, _| async { panic!("handler bug") });
+            .iq_get("b", "urn:t", |_, _| async {
+                if true {
+                    panic!("handler bug");
+                }
+                IqResult::Ok(None)
+            });
         let router = Arc::new(router);
         for (id, name) in [("1", "a"), ("2", "b")] {
             let iq = parse(&format!(
@@ -682,26 +885,17 @@ mod tests {
     #[tokio::test]
     async fn follow_up_stanzas_are_sent_after_the_reply_in_order() {
         let (handle, mut rx) = setup();
-        let router =
-            Arc::new(
-                Router::new().iq_set_then("query", "jabber:iq:register", |_, r| async move {
-                    let user = r.from.to_bare();
-                    let then = ["subscribe", "probe"]
-                        .iter()
-                        .map(|kind| {
-                            let kind = if *kind == "subscribe" {
-                                xmpp_parsers::presence::Type::Subscribe
-                            } else {
-                                xmpp_parsers::presence::Type::Probe
-                            };
-                            Stanza::from(
-                                xmpp_parsers::presence::Presence::new(kind).with_to(user.clone()),
-                            )
-                        })
-                        .collect();
-                    (Ok(None), then)
-                }),
-            );
+        let router = Arc::new(Router::new().iq_set(
+            "query",
+            "jabber:iq:register",
+            |_, r: IqRequest| async move {
+                let user = r.from.to_bare();
+                let presence = |kind| Presence::new(kind).with_to(user.clone());
+                Answer::new(Ok(()))
+                    .then(presence(xmpp_parsers::presence::Type::Subscribe))
+                    .then(presence(xmpp_parsers::presence::Type::Probe))
+            },
+        ));
         let iq = parse(&format!(
             "<iq {NS} type='set' id='r1' from='alice@localhost/a' to='echo.localhost'>\
              <query xmlns='jabber:iq:register'/></iq>"
@@ -752,7 +946,9 @@ mod tests {
             Router::new()
                 .identity("component", "generic", "Echo")
                 .software("xmpp-echo", "1.2.3")
-                .iq_set("query", "jabber:iq:register", |_, _| async { Ok(None) }),
+                .iq_set("query", "jabber:iq:register", |_, _| async {
+                    IqResult::Ok(None)
+                }),
         );
         for (id, payload) in [
             (
@@ -797,5 +993,200 @@ mod tests {
         );
         let items = sent(&mut rx).expect("items reply");
         assert_eq!(items.attr("type"), Some("result"));
+    }
+}
+
+#[cfg(test)]
+mod typed_tests {
+    //! Typed IQ routes, namespace message routes and route conflicts.
+    use super::*;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+    use xmpp_parsers::ping::Ping;
+
+    impl IqPayload for Ping {
+        const NAME: &'static str = "ping";
+        const NS: &'static str = ns::PING;
+    }
+
+    /// A payload of our own: `<count xmlns='urn:t' n='…'/>`, `n` required.
+    struct Count(u32);
+
+    impl TryFrom<Element> for Count {
+        type Error = String;
+        fn try_from(e: Element) -> Result<Self, String> {
+            let n = e.attr("n").ok_or("missing n")?;
+            n.parse()
+                .map(Count)
+                .map_err(|_| format!("n={n:?} is not a number"))
+        }
+    }
+
+    impl From<Count> for Element {
+        fn from(c: Count) -> Element {
+            Element::builder("count", "urn:t")
+                .attr(
+                    xso::exports::rxml::NcName::try_from("n").expect("valid name"),
+                    c.0.to_string(),
+                )
+                .build()
+        }
+    }
+
+    impl IqPayload for Count {
+        const NAME: &'static str = "count";
+        const NS: &'static str = "urn:t";
+    }
+
+    fn setup() -> (Handle, mpsc::Receiver<crate::handle::Queued>) {
+        Handle::new(
+            Jid::new("c.localhost").expect("jid"),
+            16,
+            Duration::from_secs(1),
+        )
+    }
+
+    fn sent(rx: &mut mpsc::Receiver<crate::handle::Queued>) -> Option<Element> {
+        let stanza = rx.try_recv().ok()?.stanza;
+        let mut bytes = Vec::new();
+        crate::serialize::serialize(&stanza, &mut bytes);
+        String::from_utf8(bytes).ok()?.parse().ok()
+    }
+
+    fn inbound(xml: &str) -> Inbound {
+        let mut parser = crate::xmlstream::StreamParser::new(1 << 20);
+        let mut out = None;
+        let doc = format!(
+            "<stream:stream xmlns='jabber:component:accept' \
+             xmlns:stream='http://etherx.jabber.org/streams' id='x'>{xml}"
+        );
+        parser
+            .feed(doc.as_bytes(), |event| {
+                if let crate::xmlstream::StreamEvent::Stanza(s) = event {
+                    out = Some(Inbound::Stanza(s));
+                }
+            })
+            .expect("well-formed test XML");
+        out.expect("one stanza")
+    }
+
+    fn iq(type_: &str, payload: &str) -> Inbound {
+        inbound(&format!(
+            "<iq xmlns='jabber:component:accept' type='{type_}' id='q' \
+             from='a@localhost/r' to='c.localhost'>{payload}</iq>"
+        ))
+    }
+
+    async fn double(_: Handle, request: Request<Count>) -> Result<Count, StanzaError> {
+        Ok(Count(request.payload.0 * 2))
+    }
+
+    #[tokio::test]
+    async fn typed_route_parses_the_payload_and_replies_typed() {
+        let (handle, mut rx) = setup();
+        let router = Arc::new(
+            Router::new()
+                .set(double)
+                .get(|_, _: Request<Ping>| async { Ok::<_, StanzaError>(()) }),
+        );
+        router
+            .dispatch(&handle, iq("set", "<count xmlns='urn:t' n='21'/>"))
+            .await;
+        let reply = sent(&mut rx).expect("reply");
+        assert_eq!(reply.attr("type"), Some("result"));
+        let count = reply.get_child("count", "urn:t").expect("typed payload");
+        assert_eq!(count.attr("n"), Some("42"));
+        router
+            .dispatch(&handle, iq("get", "<ping xmlns='urn:xmpp:ping'/>"))
+            .await;
+        let pong = sent(&mut rx).expect("ping reply");
+        assert_eq!(pong.attr("type"), Some("result"));
+        assert!(pong.children().next().is_none(), "() is an empty result");
+        assert!(router.disco_info().features.contains("urn:t"));
+    }
+
+    #[tokio::test]
+    async fn typed_route_answers_bad_request_with_the_parse_error() {
+        let (handle, mut rx) = setup();
+        let router = Arc::new(Router::new().set(double));
+        router
+            .dispatch(&handle, iq("set", "<count xmlns='urn:t' n='x'/>"))
+            .await;
+        let reply = sent(&mut rx).expect("reply");
+        assert_eq!(reply.attr("type"), Some("error"));
+        let error = reply
+            .get_child("error", crate::xmlstream::NS_COMPONENT)
+            .expect("error");
+        assert!(error.get_child("bad-request", ns::XMPP_STANZAS).is_some());
+        let text = error
+            .get_child("text", ns::XMPP_STANZAS)
+            .expect("text")
+            .text();
+        assert!(text.contains("is not a number"), "{text}");
+        // A get for a set-only route is not routed.
+        router
+            .dispatch(&handle, iq("get", "<count xmlns='urn:t' n='1'/>"))
+            .await;
+        let reply = sent(&mut rx).expect("reply");
+        let error = reply
+            .get_child("error", crate::xmlstream::NS_COMPONENT)
+            .expect("error");
+        assert!(
+            error
+                .get_child("service-unavailable", ns::XMPP_STANZAS)
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn messages_route_by_payload_namespace_then_fallback() {
+        let (handle, mut rx) = setup();
+        let tagged = |tag: &'static str| {
+            move |h: Handle, m: Message| async move {
+                let to = m.from.clone().expect("sender");
+                h.send(Message::new(Some(to)).with_body("en".into(), tag.into()))
+                    .await
+            }
+        };
+        let router = Arc::new(
+            Router::new()
+                .message_ns("urn:game", tagged("game"))
+                .message(tagged("fallback")),
+        );
+        let message = |payload: &str| {
+            inbound(&format!(
+                "<message xmlns='jabber:component:accept' from='a@localhost/r' \
+                 to='c.localhost'>{payload}</message>"
+            ))
+        };
+        router
+            .dispatch(&handle, message("<move xmlns='urn:game'/>"))
+            .await;
+        router.dispatch(&handle, message("<body>hi</body>")).await;
+        router
+            .dispatch(&handle, message("<x xmlns='urn:other'/>"))
+            .await;
+        let bodies: Vec<String> = std::iter::from_fn(|| sent(&mut rx))
+            .map(|m| {
+                m.get_child("body", crate::xmlstream::NS_COMPONENT)
+                    .map(Element::text)
+            })
+            .map(Option::unwrap_or_default)
+            .collect();
+        assert_eq!(bodies, ["game", "fallback", "fallback"]);
+    }
+
+    #[test]
+    fn a_route_registered_twice_is_a_start_up_error() {
+        async fn nothing(_: Handle, _: Message) {}
+        assert!(Router::new().message(nothing).check().is_ok());
+        let twice = Router::new().message(nothing).message(nothing);
+        let error = twice.check().expect_err("conflict").to_string();
+        assert!(error.contains("two message handlers"), "{error}");
+        let twice = Router::new().set(double).set(double);
+        let error = twice.check().expect_err("conflict").to_string();
+        assert!(error.contains("<count xmlns='urn:t'/>"), "{error}");
+        let both = Router::new().set(double).get(double);
+        assert!(both.check().is_ok(), "get and set are different routes");
     }
 }

@@ -10,6 +10,8 @@
 //! - [`leaderboard`]: wins/losses/points per bare JID, durable in sled, written by one
 //!   writer task off the runtime and read from an in-memory snapshot;
 //! - [`service`]: the XMPP router and its handlers;
+//! - [`options`]: the server's flags and config-file keys, validated;
+//! - [`stores`]: opening the durable state (sled under `--data`, or memory);
 //! - [`http`]: the web client, the leaderboard and metrics over HTTP (axum);
 //! - [`web`]: the browser client's embedded files, its page and Content-Security-Policy;
 //! - [`profiles`]: nicknames and address opt-ins, how players appear on the leaderboard;
@@ -21,11 +23,13 @@ pub mod http;
 pub mod leaderboard;
 pub mod lobby;
 pub mod metrics;
+pub mod options;
 pub mod outbound;
 pub mod physics;
 pub mod profiles;
 pub mod protocol;
 pub mod service;
+pub mod stores;
 pub mod web;
 
 pub use game::Settings;

@@ -12,6 +12,7 @@
 //! - [`store`]: durable registrations behind the [`Store`] trait (sled).
 //! - [`registry`]: the live in-memory table by JID and token, with change notification.
 //! - [`limits`]: admission of new registrations (allowed domains, user cap, per-domain rate).
+//! - [`options`]: the gateway's flags and config-file keys, validated.
 //! - [`app`]: the registration operations, store first, then the live table.
 //! - [`register`]: XEP-0077 / XEP-0004 form building and parsing (pure).
 //! - [`commands`]: chat command parsing and texts (pure).
@@ -21,13 +22,14 @@
 //! - [`http`]: the axum app with uniform 404s and caching headers.
 //!
 //! After a registration the `subscribe` must follow the IQ `result` (XEP-0077, XEP-0100):
-//! the registration handler is an `iq_set_then` route, so the router queues the result and
+//! the registration handler answers an `Answer` with follow-ups, so the router queues the result and
 //! then the follow-ups, in order.
 
 pub mod app;
 pub mod commands;
 pub mod http;
 pub mod limits;
+pub mod options;
 pub mod presence;
 pub mod prober;
 pub mod register;

@@ -13,7 +13,8 @@ use xmpp_component::xmpp_parsers::ns;
 use xmpp_component::xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_component::xmpp_parsers::stanza_error::{DefinedCondition, StanzaError};
 use xmpp_component::{
-    Handle, IqRequest, IqResult, IqResultThen, Router, SendError, Stanza, stanza_error,
+    Answer, Handle, IqRequest, IqResult, Router, SendError, Stanza, State, StateRouter,
+    stanza_error,
 };
 
 use crate::app::{App, AppError};
@@ -25,24 +26,18 @@ use crate::registry::{Update, now};
 use crate::store::{Consent, Options};
 
 /// The component's router: identity, registration, presence, messages, probing on connect.
-pub fn router(app: App, reprobe_every: Option<Duration>) -> Router {
+pub fn router(app: App, reprobe_every: Option<Duration>) -> StateRouter<App> {
     let generation = Arc::new(AtomicU64::new(0));
-    let (get_app, set_app, presence_app, message_app, probe_app) =
-        (app.clone(), app.clone(), app.clone(), app.clone(), app);
-    Router::new()
+    Router::with_state(app)
         .identity("component", "presence", "Web presence")
         .software("xmpp-webstatus", env!("CARGO_PKG_VERSION"))
-        .iq_get("query", NS_REGISTER, move |_, request| {
-            register_get(get_app.clone(), request)
-        })
-        .iq_set_then("query", NS_REGISTER, move |handle, request| {
-            register_set(set_app.clone(), handle, request)
-        })
-        .presence(move |handle, presence| on_presence(presence_app.clone(), handle, presence))
-        .message(move |handle, message| on_message(message_app.clone(), handle, message))
-        .on_connected(move |handle| {
+        .iq_get("query", NS_REGISTER, register_get)
+        .iq_set("query", NS_REGISTER, register_set)
+        .presence(on_presence)
+        .message(on_message)
+        .on_connected(move |app: State<App>, handle| {
             crate::prober::run(
-                probe_app.clone(),
+                (*app).clone(),
                 handle,
                 Arc::clone(&generation),
                 reprobe_every,
@@ -91,7 +86,7 @@ fn app_error(error: AppError) -> StanzaError {
     }
 }
 
-async fn register_get(app: App, request: IqRequest) -> IqResult {
+async fn register_get(app: State<App>, _: Handle, request: IqRequest) -> IqResult {
     let jid = bare_str(&request.from).to_owned();
     let (token, record) = app.form_token(&jid).map_err(|r| refused(&r))?;
     let options = record.as_ref().map_or(Options::default(), |r| r.options);
@@ -107,10 +102,13 @@ async fn register_get(app: App, request: IqRequest) -> IqResult {
 /// XEP-0077 `set`: register (or update) or `<remove/>`. The follow-ups (XEP-0100: subscribe
 /// after registering, unsubscribe/unsubscribed/unavailable after removal) are sent by the
 /// router strictly after the `result`.
-async fn register_set(app: App, handle: Handle, request: IqRequest) -> IqResultThen {
+async fn register_set(app: State<App>, handle: Handle, request: IqRequest) -> Answer<()> {
     match register_set_inner(&app, &handle, &request).await {
-        Ok(then) => (Ok(None), then),
-        Err(error) => (Err(error), Vec::new()),
+        Ok(then) => Answer {
+            reply: Ok(()),
+            then,
+        },
+        Err(error) => Answer::new(Err(error)),
     }
 }
 
@@ -188,7 +186,7 @@ fn delay_stamp(presence: &Presence) -> Option<u64> {
     Some(stamp.min(now()))
 }
 
-async fn on_presence(app: App, handle: Handle, stanza: Presence) -> Result<(), SendError> {
+async fn on_presence(app: State<App>, handle: Handle, stanza: Presence) -> Result<(), SendError> {
     let Some(from) = stanza.from.as_ref() else {
         return Ok(());
     };
@@ -254,7 +252,7 @@ async fn on_presence(app: App, handle: Handle, stanza: Presence) -> Result<(), S
 /// return unless they granted it already. A refused newcomer gets a presence error saying
 /// why and `unsubscribed` (their request is declined, so it does not stay pending).
 async fn on_subscribe(
-    app: App,
+    app: State<App>,
     handle: Handle,
     stanza: &Presence,
     from: &Jid,
@@ -307,7 +305,7 @@ async fn on_subscribe(
     Ok(())
 }
 
-async fn on_message(app: App, handle: Handle, message: Message) -> Result<(), SendError> {
+async fn on_message(app: State<App>, handle: Handle, message: Message) -> Result<(), SendError> {
     if !matches!(message.type_, MessageType::Chat | MessageType::Normal) {
         return Ok(());
     }
