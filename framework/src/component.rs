@@ -25,7 +25,8 @@ use crate::metrics::Counters;
 use crate::notify::Notifier;
 use crate::observe::{self, FrameworkCollector, Link};
 use crate::router::{Inbound, Router};
-use crate::xmlstream::{Stanza, StreamEvent};
+use crate::stanza::Stanza;
+use crate::xmlstream::StreamEvent;
 
 /// A component ready to run: its configuration, its router and its outbound queue.
 pub struct Component {

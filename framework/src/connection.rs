@@ -21,10 +21,9 @@ use crate::handle::{Handle, Queued};
 use crate::handshake;
 use crate::metrics::Counters;
 use crate::serialize::{escaped, serialize};
+use crate::stanza::Stanza;
 use crate::transport::{self, ReadHalf, WriteHalf};
-use crate::xmlstream::{
-    NS_COMPONENT, NS_STREAM, ParseError, ParseMode, Stanza, StreamEvent, StreamParser,
-};
+use crate::xmlstream::{NS_COMPONENT, NS_STREAM, ParseError, ParseMode, StreamEvent, StreamParser};
 
 /// Largest batch of serialised stanzas written with one syscall.
 const BATCH_BYTES: usize = 64 * 1024;

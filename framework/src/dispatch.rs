@@ -28,12 +28,13 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::episodes::Episodes;
+use crate::flood::refuse_flood;
 use crate::flood::{FloodGuard, FloodLimits, SenderKeys, Verdict};
 use crate::handle::Handle;
 use crate::metrics::Counters;
 use crate::presence_storm::{StormGuard, StormVerdict};
-use crate::router::{BoxFuture, Inbound, Router, refuse_flood};
-use crate::xmlstream::Stanza;
+use crate::router::{BoxFuture, Inbound, Router};
+use crate::stanza::Stanza;
 
 /// Stanzas one busy sender may have waiting behind its running handler.
 pub(crate) const SENDER_BACKLOG: usize = 256;
@@ -473,7 +474,7 @@ mod tests {
         dispatcher.wait_idle().await;
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3 + 1);
         match rx.try_recv().map(|queued| queued.stanza) {
-            Ok(crate::xmlstream::Stanza::Iq(xmpp_parsers::iq::Iq::Error { error, id, .. })) => {
+            Ok(crate::stanza::Stanza::Iq(xmpp_parsers::iq::Iq::Error { error, id, .. })) => {
                 assert_eq!(id, "q");
                 assert_eq!(
                     error.defined_condition,

@@ -16,6 +16,13 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::stanza_error::DefinedCondition;
+
+use crate::handle::Handle;
+use crate::router::{Inbound, reply_to, send_reply, stanza_error};
+use crate::stanza::Stanza;
+
 /// Keys one tier tracks at most (a few MiB at worst).
 pub(crate) const MAX_TRACKED: usize = 65_536;
 /// How many checks between sweeps of refilled buckets.
@@ -238,6 +245,33 @@ impl FloodGuard {
     #[cfg(test)]
     pub(crate) fn tracked(&self) -> usize {
         self.domain.map.len() + self.user.map.len() + self.sender.map.len()
+    }
+}
+
+/// A stanza refused by flood protection: IQ requests still get their one reply
+/// (`resource-constraint`, so the sender may retry later); everything else is dropped.
+pub(crate) async fn refuse_flood(handle: &Handle, inbound: Inbound) {
+    if let Inbound::Stanza(Stanza::Iq(
+        Iq::Get {
+            from: Some(from),
+            to,
+            id,
+            ..
+        }
+        | Iq::Set {
+            from: Some(from),
+            to,
+            id,
+            ..
+        },
+    )) = inbound
+    {
+        let to = to.unwrap_or_else(|| handle.jid().clone());
+        let error = stanza_error(
+            DefinedCondition::ResourceConstraint,
+            Some("too many requests; slow down"),
+        );
+        send_reply(handle, reply_to(from, to, id, Err(error))).await;
     }
 }
 

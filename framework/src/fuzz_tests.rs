@@ -15,8 +15,9 @@ use xmpp_parsers::jid::Jid;
 use crate::dispatch::{Dispatcher, Limits};
 use crate::handle::Handle;
 use crate::router::{Inbound, Router};
+use crate::stanza::Stanza;
 use crate::xmlstream::robustness_tests::{STREAM, mutate};
-use crate::xmlstream::{ParseMode, Stanza, StreamEvent, StreamParser};
+use crate::xmlstream::{ParseMode, StreamEvent, StreamParser};
 
 /// Adds stanzas that break the caps and requests with payloads nobody handles.
 fn hostile_tail(rng: &mut rand::rngs::StdRng) -> String {

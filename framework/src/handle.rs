@@ -18,7 +18,7 @@ use xmpp_parsers::jid::Jid;
 
 use crate::error::{RequestError, SendError};
 use crate::metrics::{Counters, Metrics};
-use crate::xmlstream::Stanza;
+use crate::stanza::Stanza;
 
 /// A stanza in the outbound queue, stamped with when it was queued.
 #[derive(Debug)]

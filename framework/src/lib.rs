@@ -42,6 +42,7 @@
 //! - `transport`: the byte stream under it, plain TCP or TLS, as one reading and one
 //!   writing half.
 //! - `tls`: `--tls` settings (trust anchors, server name) and certificate errors.
+//! - `stanza`: [`Stanza`], inbound or outbound, and the pre-serialised [`SharedMessage`].
 //! - `serialize`: outbound stanzas to bytes (direct for messages, `xso` otherwise).
 //! - `component`: the supervisor: reconnects with backoff, keepalive pings, shutdown.
 //! - `dispatch`: per-sender ordering with bounded concurrency.
@@ -79,6 +80,7 @@ pub mod observe;
 mod presence_storm;
 pub mod router;
 mod serialize;
+mod stanza;
 mod state;
 pub mod testing;
 mod tls;
@@ -101,11 +103,12 @@ pub use router::{
     Answer, IntoAnswer, IqPayload, IqReply, IqRequest, IqResult, Request, Router, stanza_error,
 };
 pub use serialize::escaped as escape_markup;
+pub use stanza::{SharedMessage, SharedPayload, Stanza};
 pub use state::{State, StateRouter};
 pub use tls::TlsConfig;
 pub use xmlstream::{
-    DEFAULT_MAX_DEPTH, InvalidCause, InvalidStanza, ParseError, ParseMode, SharedMessage,
-    SharedPayload, Stanza, StreamEvent, StreamHeader, StreamParser,
+    DEFAULT_MAX_DEPTH, InvalidCause, InvalidStanza, ParseError, ParseMode, StreamEvent,
+    StreamHeader, StreamParser,
 };
 
 /// Re-exported so components use exactly the versions the framework speaks.

@@ -24,8 +24,8 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use xmpp_parsers::version::VersionResult;
 
 use crate::handle::Handle;
-use crate::state::StateRouter;
-use crate::xmlstream::{InvalidStanza, Stanza};
+use crate::stanza::Stanza;
+use crate::xmlstream::InvalidStanza;
 
 /// What the reader hands to the router: a stanza, or one that failed validation.
 // Stanzas are the common, large case; boxing them would cost an allocation each.
@@ -252,12 +252,6 @@ impl Router {
             ),
             conflicts: Vec::new(),
         }
-    }
-
-    /// A router whose handlers share `state`: they take a [`State<S>`] first, as axum
-    /// handlers do. See [`StateRouter`].
-    pub fn with_state<S: Send + Sync + 'static>(state: S) -> StateRouter<S> {
-        StateRouter::new(Router::new(), state)
     }
 
     /// Adds a disco#info identity (XEP-0030), e.g. `("component", "generic", "Echo")`.
@@ -677,7 +671,7 @@ pub fn stanza_error(condition: DefinedCondition, text: Option<&str>) -> StanzaEr
     error
 }
 
-fn reply_to(requester: Jid, us: Jid, id: String, outcome: IqResult) -> Iq {
+pub(crate) fn reply_to(requester: Jid, us: Jid, id: String, outcome: IqResult) -> Iq {
     match outcome {
         Ok(payload) => Iq::Result {
             from: Some(us),
@@ -695,36 +689,9 @@ fn reply_to(requester: Jid, us: Jid, id: String, outcome: IqResult) -> Iq {
     }
 }
 
-async fn send_reply(handle: &Handle, reply: impl Into<Stanza>) {
+pub(crate) async fn send_reply(handle: &Handle, reply: impl Into<Stanza>) {
     if let Err(error) = handle.send(reply).await {
         tracing::warn!(%error, "could not queue a reply");
-    }
-}
-
-/// A stanza refused by flood protection: IQ requests still get their one reply
-/// (`resource-constraint`, so the sender may retry later); everything else is dropped.
-pub(crate) async fn refuse_flood(handle: &Handle, inbound: Inbound) {
-    if let Inbound::Stanza(Stanza::Iq(
-        Iq::Get {
-            from: Some(from),
-            to,
-            id,
-            ..
-        }
-        | Iq::Set {
-            from: Some(from),
-            to,
-            id,
-            ..
-        },
-    )) = inbound
-    {
-        let to = to.unwrap_or_else(|| handle.jid().clone());
-        let error = stanza_error(
-            DefinedCondition::ResourceConstraint,
-            Some("too many requests; slow down"),
-        );
-        send_reply(handle, reply_to(from, to, id, Err(error))).await;
     }
 }
 

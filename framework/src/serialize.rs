@@ -7,7 +7,7 @@
 
 use xmpp_parsers::message::{Message, MessageType};
 
-use crate::xmlstream::{SharedMessage, Stanza};
+use crate::stanza::{SharedMessage, Stanza};
 
 /// Appends one stanza's XML to `out`. A stanza that cannot be written is logged and
 /// skipped; `out` is left as it was.

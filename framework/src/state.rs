@@ -46,6 +46,14 @@ pub struct StateRouter<S> {
     state: State<S>,
 }
 
+impl Router {
+    /// A router whose handlers share `state`: they take a [`State<S>`] first, as axum
+    /// handlers do. See [`StateRouter`].
+    pub fn with_state<S: Send + Sync + 'static>(state: S) -> StateRouter<S> {
+        StateRouter::new(Router::new(), state)
+    }
+}
+
 impl<S: Send + Sync + 'static> From<StateRouter<S>> for Router {
     fn from(routes: StateRouter<S>) -> Router {
         routes.router
@@ -216,7 +224,7 @@ mod tests {
         let message = Message::new(None);
         let presence = Presence::available();
         use crate::router::Inbound;
-        use crate::xmlstream::Stanza;
+        use crate::stanza::Stanza;
         router
             .dispatch(&handle, Inbound::Stanza(Stanza::Message(message)))
             .await;

@@ -26,7 +26,8 @@ use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::handshake;
-use crate::xmlstream::{ParseMode, Stanza, StreamEvent, StreamParser};
+use crate::stanza::Stanza;
+use crate::xmlstream::{ParseMode, StreamEvent, StreamParser};
 
 /// How long [`TestServer::recv`] and [`TestServer::accept`] wait by default.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
