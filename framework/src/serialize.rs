@@ -190,7 +190,8 @@ mod tests {
     use xmpp_parsers::message::{Id, Lang, Thread};
 
     use super::*;
-    use crate::xmlstream::{SharedPayload, StreamEvent, StreamParser};
+    use crate::stanza::SharedPayload;
+    use crate::xmlstream::{StreamEvent, StreamParser};
 
     const HEADER: &str = "<stream:stream xmlns='jabber:component:accept' \
         xmlns:stream='http://etherx.jabber.org/streams' id='abc'>";
