@@ -12,8 +12,9 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::args::{ComponentArgs, ComponentOptions};
 use crate::component::Component;
-use crate::config::{ComponentArgs, ComponentOptions, Config};
+use crate::config::Config;
 use crate::error::Error;
 use crate::handle::Handle;
 use crate::router::{BoxFuture, Router};

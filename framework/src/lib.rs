@@ -33,7 +33,10 @@
 //! stanza as an element.
 //!
 //! Modules, one job each:
-//! - [`config`]: flags, environment, TOML file → a validated [`Config`].
+//! - [`config`]: the validated [`Config`], [`Secret`], [`LogFormat`].
+//! - `args` (feature `cli`): flags, environment, TOML file → a [`Config`], plus a
+//!   component's own options from the same file.
+//! - `app` (feature `cli`): [`run`] and [`serve`], the standard `main`.
 //! - `handshake`: the XEP-0114 stream header and token.
 //! - `namespaces`: XML namespace resolution over rxml's raw parser, linear in depth.
 //! - `xmlstream`: incremental parsing (rxml + minidom) into stanzas, size and depth caps
@@ -60,7 +63,10 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
 mod app;
+#[cfg(feature = "cli")]
+mod args;
 mod component;
 pub mod config;
 mod connection;
@@ -72,6 +78,7 @@ mod flood;
 mod fuzz_tests;
 mod handle;
 mod handshake;
+#[cfg(feature = "cli")]
 mod logging;
 mod metrics;
 mod namespaces;
@@ -87,16 +94,20 @@ mod tls;
 mod transport;
 mod xmlstream;
 
+#[cfg(feature = "cli")]
 pub use app::{
     EXIT_CONFIG, Service, Setup, bind_http, exit_code, run, run_with_metrics, runtime, serve,
     shutdown_signal,
 };
+#[cfg(feature = "cli")]
+pub use args::{ComponentArgs, ComponentOptions, NoOptions};
 pub use component::Component;
-pub use config::{ComponentArgs, ComponentOptions, Config, LogFormat, NoOptions, Secret};
+pub use config::{Config, LogFormat, Secret};
 pub use error::{CertificateProblem, Error, RequestError, SendError, StreamErrorInfo};
 pub use flood::{FloodLimits, RateLimit};
 pub use handle::Handle;
 pub use handshake::token as handshake_token;
+#[cfg(feature = "cli")]
 pub use logging::init as init_logging;
 pub use metrics::Metrics;
 pub use router::{
@@ -112,6 +123,7 @@ pub use xmlstream::{
 };
 
 /// Re-exported so components use exactly the versions the framework speaks.
+#[cfg(feature = "cli")]
 pub use clap;
 pub use minidom;
 pub use prometheus_client;

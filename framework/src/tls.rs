@@ -135,6 +135,7 @@ fn read_ca_file(path: &Path) -> Result<RootCertStore, Error> {
 }
 
 /// The host part of `HOST:PORT` (`[v6]:PORT` too), the default TLS server name.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) fn host_of(server: &str) -> &str {
     let host = server.rsplit_once(':').map_or(server, |(host, _)| host);
     host.strip_prefix('[')
