@@ -232,6 +232,32 @@ pub enum RequestError {
     Disconnected,
 }
 
+/// Builds a stanza error with the RFC 6120 §8.3.3 error type for `condition`.
+pub fn stanza_error(
+    condition: xmpp_parsers::stanza_error::DefinedCondition,
+    text: Option<&str>,
+) -> xmpp_parsers::stanza_error::StanzaError {
+    use xmpp_parsers::stanza_error::{DefinedCondition as C, ErrorType};
+    let type_ = match condition {
+        C::BadRequest | C::JidMalformed | C::NotAcceptable | C::PolicyViolation => {
+            ErrorType::Modify
+        }
+        C::Forbidden | C::NotAuthorized | C::RegistrationRequired => ErrorType::Auth,
+        C::ResourceConstraint | C::RemoteServerTimeout | C::UnexpectedRequest => ErrorType::Wait,
+        _ => ErrorType::Cancel,
+    };
+    let mut error = xmpp_parsers::stanza_error::StanzaError::new(
+        type_,
+        condition,
+        "en",
+        text.unwrap_or_default(),
+    );
+    if text.is_none() {
+        error.texts.clear();
+    }
+    error
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

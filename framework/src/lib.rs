@@ -52,6 +52,8 @@
 //! - `flood`: token buckets per sender, user and domain (flood protection).
 //! - `presence_storm`: the same presence over and over is ignored for a while.
 //! - `episodes`: log a misbehaving sender once per episode, not once per stanza.
+//! - [`forms`]: XEP-0004 data forms, built and read.
+//! - [`ibr`]: XEP-0077 in-band registration around a component's [`ibr::Registrar`].
 //! - [`router`]: handler registration (typed IQ routes, message routes by namespace),
 //!   IQ reply rules, built-in disco/ping/version.
 //! - `state`: [`StateRouter`], handlers that share one state value.
@@ -74,10 +76,12 @@ mod dispatch;
 mod episodes;
 mod error;
 mod flood;
+pub mod forms;
 #[cfg(test)]
 mod fuzz_tests;
 mod handle;
 mod handshake;
+pub mod ibr;
 #[cfg(feature = "cli")]
 mod logging;
 mod metrics;
@@ -89,6 +93,8 @@ pub mod router;
 mod serialize;
 mod stanza;
 mod state;
+#[cfg(test)]
+mod test_support;
 pub mod testing;
 mod tls;
 mod transport;

@@ -20,9 +20,10 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::ns;
 use xmpp_parsers::presence::Presence;
-use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+use xmpp_parsers::stanza_error::{DefinedCondition, StanzaError};
 use xmpp_parsers::version::VersionResult;
 
+pub use crate::error::stanza_error;
 use crate::handle::Handle;
 use crate::stanza::Stanza;
 use crate::xmlstream::InvalidStanza;
@@ -653,24 +654,6 @@ impl Router {
     }
 }
 
-/// Builds a stanza error with the RFC 6120 §8.3.3 error type for `condition`.
-pub fn stanza_error(condition: DefinedCondition, text: Option<&str>) -> StanzaError {
-    use DefinedCondition as C;
-    let type_ = match condition {
-        C::BadRequest | C::JidMalformed | C::NotAcceptable | C::PolicyViolation => {
-            ErrorType::Modify
-        }
-        C::Forbidden | C::NotAuthorized | C::RegistrationRequired => ErrorType::Auth,
-        C::ResourceConstraint | C::RemoteServerTimeout | C::UnexpectedRequest => ErrorType::Wait,
-        _ => ErrorType::Cancel,
-    };
-    let mut error = StanzaError::new(type_, condition, "en", text.unwrap_or_default());
-    if text.is_none() {
-        error.texts.clear();
-    }
-    error
-}
-
 pub(crate) fn reply_to(requester: Jid, us: Jid, id: String, outcome: IqResult) -> Iq {
     match outcome {
         Ok(payload) => Iq::Result {
@@ -967,8 +950,7 @@ mod tests {
 mod typed_tests {
     //! Typed IQ routes, namespace message routes and route conflicts.
     use super::*;
-    use std::time::Duration;
-    use tokio::sync::mpsc;
+    use crate::test_support::{inbound, iq, sent, setup};
     use xmpp_parsers::ping::Ping;
 
     impl IqPayload for Ping {
@@ -1003,45 +985,6 @@ mod typed_tests {
     impl IqPayload for Count {
         const NAME: &'static str = "count";
         const NS: &'static str = "urn:t";
-    }
-
-    fn setup() -> (Handle, mpsc::Receiver<crate::handle::Queued>) {
-        Handle::new(
-            Jid::new("c.localhost").expect("jid"),
-            16,
-            Duration::from_secs(1),
-        )
-    }
-
-    fn sent(rx: &mut mpsc::Receiver<crate::handle::Queued>) -> Option<Element> {
-        let stanza = rx.try_recv().ok()?.stanza;
-        let mut bytes = Vec::new();
-        crate::serialize::serialize(&stanza, &mut bytes);
-        String::from_utf8(bytes).ok()?.parse().ok()
-    }
-
-    fn inbound(xml: &str) -> Inbound {
-        let mut parser = crate::xmlstream::StreamParser::new(1 << 20);
-        let mut out = None;
-        let doc = format!(
-            "<stream:stream xmlns='jabber:component:accept' \
-             xmlns:stream='http://etherx.jabber.org/streams' id='x'>{xml}"
-        );
-        parser
-            .feed(doc.as_bytes(), |event| {
-                if let crate::xmlstream::StreamEvent::Stanza(s) = event {
-                    out = Some(Inbound::Stanza(s));
-                }
-            })
-            .expect("well-formed test XML");
-        out.expect("one stanza")
-    }
-
-    fn iq(type_: &str, payload: &str) -> Inbound {
-        inbound(&format!(
-            "<iq xmlns='jabber:component:accept' type='{type_}' id='q' \
-             from='a@localhost/r' to='c.localhost'>{payload}</iq>"
-        ))
     }
 
     async fn double(_: Handle, request: Request<Count>) -> Result<Count, StanzaError> {
