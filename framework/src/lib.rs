@@ -54,6 +54,7 @@
 //! - `episodes`: log a misbehaving sender once per episode, not once per stanza.
 //! - [`forms`]: XEP-0004 data forms, built and read.
 //! - [`ibr`]: XEP-0077 in-band registration around a component's [`ibr::Registrar`].
+//! - [`adhoc`]: XEP-0050 ad-hoc commands: steps, sessions, listing.
 //! - [`router`]: handler registration (typed IQ routes, message routes by namespace),
 //!   IQ reply rules, built-in disco/ping/version.
 //! - `state`: [`StateRouter`], handlers that share one state value.
@@ -65,6 +66,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adhoc;
 #[cfg(feature = "cli")]
 mod app;
 #[cfg(feature = "cli")]

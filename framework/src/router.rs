@@ -23,6 +23,7 @@ use xmpp_parsers::presence::Presence;
 use xmpp_parsers::stanza_error::{DefinedCondition, StanzaError};
 use xmpp_parsers::version::VersionResult;
 
+use crate::adhoc::{CommandRequest, CommandStep, Commands, NS_COMMANDS};
 pub use crate::error::stanza_error;
 use crate::handle::Handle;
 use crate::stanza::Stanza;
@@ -212,6 +213,7 @@ pub struct Router {
     identities: Vec<Identity>,
     features: Vec<String>,
     software: (String, String),
+    pub(crate) commands: Commands,
     conflicts: Vec<String>,
 }
 
@@ -251,6 +253,7 @@ impl Router {
                 env!("CARGO_PKG_NAME").to_owned(),
                 env!("CARGO_PKG_VERSION").to_owned(),
             ),
+            commands: Commands::default(),
             conflicts: Vec::new(),
         }
     }
@@ -367,6 +370,20 @@ impl Router {
         self.iq(IqKind::Set, name, namespace, handler)
     }
 
+    /// Offers an XEP-0050 ad-hoc command at `node`, listed as `name` in the client's
+    /// commands menu. `handler` answers each step; see [`crate::adhoc`].
+    pub fn command<F, Fut>(mut self, node: &str, name: &str, handler: F) -> Self
+    where
+        F: Fn(Handle, CommandRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<CommandStep, StanzaError>> + Send + 'static,
+    {
+        if !self.commands.add(node, name, handler) {
+            self.conflicts
+                .push(format!("two ad-hoc commands at node '{node}'"));
+        }
+        self
+    }
+
     /// Supplies the disco#items list (XEP-0030); by default it is empty.
     pub fn disco_items<F, Fut>(mut self, handler: F) -> Self
     where
@@ -474,6 +491,9 @@ impl Router {
                 .map(|s| (*s).to_owned())
                 .collect();
         features.extend(self.iqs.iter().map(|r| r.namespace.clone()));
+        if !self.commands.is_empty() {
+            features.insert(NS_COMMANDS.to_owned());
+        }
         features.extend(self.features.iter().cloned());
         DiscoInfoResult {
             node: None,
@@ -608,15 +628,22 @@ impl Router {
     async fn answer_builtin(&self, handle: &Handle, kind: IqKind, request: IqRequest) -> IqResult {
         let (name, namespace) = (request.payload.name().to_owned(), request.payload.ns());
         match (kind, name.as_str(), namespace.as_str()) {
-            (IqKind::Get, "query", ns::DISCO_INFO) => {
-                if request.payload.attr("node").is_some() {
-                    return Err(stanza_error(DefinedCondition::ItemNotFound, None));
-                }
-                Ok(Some(self.disco_info().into()))
-            }
+            (IqKind::Get, "query", ns::DISCO_INFO) => match request.payload.attr("node") {
+                None => Ok(Some(self.disco_info().into())),
+                Some(node) => match self.commands.node_info(node) {
+                    Some(info) => Ok(Some(info.into())),
+                    None => Err(stanza_error(DefinedCondition::ItemNotFound, None)),
+                },
+            },
+            (IqKind::Set, "command", NS_COMMANDS) => self
+                .commands
+                .execute(handle, request.from, &request.payload)
+                .await
+                .map(Some),
             (IqKind::Get, "query", ns::DISCO_ITEMS) => {
                 let node = request.payload.attr("node").map(str::to_owned);
                 let items = match &self.items {
+                    _ if node.as_deref() == Some(NS_COMMANDS) => self.commands.items(handle.jid()),
                     Some(provider) => {
                         let future = provider(handle.clone(), request);
                         match AssertUnwindSafe(future).catch_unwind().await {

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use xmpp_parsers::disco::Item;
 use xmpp_parsers::message::Message;
 use xmpp_parsers::presence::Presence;
+use xmpp_parsers::stanza_error::StanzaError;
 
+use crate::adhoc::{CommandRequest, CommandStep};
 use crate::handle::Handle;
 use crate::router::{HandlerOutcome, IntoAnswer, IqPayload, IqRequest, Request, Router};
 
@@ -161,6 +163,16 @@ impl<S: Send + Sync + 'static> StateRouter<S> {
     {
         let state = self.state.clone();
         self.map(|r| r.iq_set(name, namespace, move |h, q| handler(state.clone(), h, q)))
+    }
+
+    /// See [`Router::command`].
+    pub fn command<F, Fut>(self, node: &str, name: &str, handler: F) -> Self
+    where
+        F: Fn(State<S>, Handle, CommandRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<CommandStep, StanzaError>> + Send + 'static,
+    {
+        let state = self.state.clone();
+        self.map(|r| r.command(node, name, move |h, q| handler(state.clone(), h, q)))
     }
 
     /// See [`Router::disco_items`].
