@@ -57,6 +57,7 @@
 //! - [`adhoc`]: XEP-0050 ad-hoc commands: steps, sessions, listing.
 //! - [`router`]: handler registration (typed IQ routes, message routes by namespace),
 //!   IQ reply rules, built-in disco/ping/version.
+//! - [`subscription`]: the component as a contact: subscriptions, probes, who granted what.
 //! - `state`: [`StateRouter`], handlers that share one state value.
 //! - `handle`: sending, the outbound queue, awaiting IQ replies.
 //! - `metrics`: counters readable with [`Handle::metrics`].
@@ -95,6 +96,7 @@ pub mod router;
 mod serialize;
 mod stanza;
 mod state;
+pub mod subscription;
 #[cfg(test)]
 mod test_support;
 pub mod testing;

@@ -2,10 +2,11 @@
 //! contact (answers subscriptions and probes) so users can add it to their roster.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
+use xmpp_component::subscription::Contacts;
 use xmpp_component::xmpp_parsers::message::{Message, MessageType};
-use xmpp_component::xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_component::{ComponentArgs, Handle, Router, SendError};
 
 /// An XMPP component that echoes every chat message back to its sender.
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
             .identity("component", "generic", "Echo")
             .software("xmpp-echo", env!("CARGO_PKG_VERSION"))
             .message(echo)
-            .presence(be_a_contact)
+            .contact(Arc::new(Contacts::new()))
     })
 }
 
@@ -40,25 +41,4 @@ async fn echo(handle: Handle, message: Message) -> Result<(), SendError> {
     reply.from = Some(us);
     reply.to = Some(sender);
     handle.send(reply).await
-}
-
-/// Accepts every subscription and reports itself online.
-async fn be_a_contact(handle: Handle, presence: Presence) -> Result<(), SendError> {
-    let (Some(peer), Some(us)) = (presence.from.clone(), presence.to.clone()) else {
-        return Ok(());
-    };
-    let reply = |kind| {
-        Presence::new(kind)
-            .with_from(us.clone())
-            .with_to(peer.to_bare())
-    };
-    match presence.type_ {
-        PresenceType::Subscribe => {
-            handle.send(reply(PresenceType::Subscribed)).await?;
-            handle.send(reply(PresenceType::None)).await
-        }
-        PresenceType::Probe => handle.send(reply(PresenceType::None)).await,
-        PresenceType::Unsubscribe => handle.send(reply(PresenceType::Unsubscribed)).await,
-        _ => Ok(()),
-    }
 }
