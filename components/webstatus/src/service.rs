@@ -6,22 +6,21 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use xmpp_component::forms::SubmittedForm;
+use xmpp_component::ibr::{self, Registrar, RegistrationForm};
 use xmpp_component::xmpp_parsers::delay::Delay;
 use xmpp_component::xmpp_parsers::jid::Jid;
 use xmpp_component::xmpp_parsers::message::{Message, MessageType};
 use xmpp_component::xmpp_parsers::ns;
 use xmpp_component::xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_component::xmpp_parsers::stanza_error::{DefinedCondition, StanzaError};
-use xmpp_component::{
-    Answer, Handle, IqRequest, IqResult, Router, SendError, Stanza, State, StateRouter,
-    stanza_error,
-};
+use xmpp_component::{Answer, Handle, Router, SendError, Stanza, State, StateRouter, stanza_error};
 
 use crate::app::{App, AppError};
 use crate::commands::{self, Command};
 use crate::limits::Refusal;
 use crate::presence::Show;
-use crate::register::{self, NS_REGISTER, Submission};
+use crate::register::{self, Choices};
 use crate::registry::{Update, now};
 use crate::store::{Consent, Options};
 
@@ -31,8 +30,7 @@ pub fn router(app: App, reprobe_every: Option<Duration>) -> StateRouter<App> {
     Router::with_state(app)
         .identity("component", "presence", "Web presence")
         .software("xmpp-webstatus", env!("CARGO_PKG_VERSION"))
-        .iq_get("query", NS_REGISTER, register_get)
-        .iq_set("query", NS_REGISTER, register_set)
+        .registration()
         .presence(on_presence)
         .message(on_message)
         .on_connected(move |app: State<App>, handle| {
@@ -86,69 +84,61 @@ fn app_error(error: AppError) -> StanzaError {
     }
 }
 
-async fn register_get(app: State<App>, _: Handle, request: IqRequest) -> IqResult {
-    let jid = bare_str(&request.from).to_owned();
-    let (token, record) = app.form_token(&jid).map_err(|r| refused(&r))?;
-    let options = record.as_ref().map_or(Options::default(), |r| r.options);
-    let settings = app.settings();
-    Ok(Some(register::form_query(
-        options,
-        record.is_some(),
-        &settings.url(&token),
-        &settings.domain,
-    )))
-}
-
-/// XEP-0077 `set`: register (or update) or `<remove/>`. The follow-ups (XEP-0100: subscribe
-/// after registering, unsubscribe/unsubscribed/unavailable after removal) are sent by the
-/// router strictly after the `result`.
-async fn register_set(app: State<App>, handle: Handle, request: IqRequest) -> Answer<()> {
-    match register_set_inner(&app, &handle, &request).await {
-        Ok(then) => Answer {
-            reply: Ok(()),
-            then,
-        },
-        Err(error) => Answer::new(Err(error)),
+/// XEP-0077 through the framework's helper: the form, register or update, `<remove/>`.
+/// Follow-ups (XEP-0100: subscribe after registering, unsubscribe/unsubscribed/unavailable
+/// after removal) are sent strictly after the `result`.
+impl Registrar for App {
+    async fn form(&self, _: &Handle, user: &Jid) -> Result<RegistrationForm, StanzaError> {
+        let (token, record) = self.form_token(bare_str(user)).map_err(|r| refused(&r))?;
+        let options = record.as_ref().map_or(Options::default(), |r| r.options);
+        let settings = self.settings();
+        Ok(register::form(
+            options,
+            record.is_some(),
+            &settings.url(&token),
+            &settings.domain,
+        ))
     }
-}
 
-async fn register_set_inner(
-    app: &App,
-    handle: &Handle,
-    request: &IqRequest,
-) -> Result<Vec<Stanza>, StanzaError> {
-    let jid = bare_str(&request.from).to_owned();
-    let user = Jid::from(request.from.to_bare());
-    let us = handle.jid().clone();
-    let submission = register::parse_submission(&request.payload)
-        .map_err(|error| stanza_error(DefinedCondition::BadRequest, Some(&error.to_string())))?;
-    match submission {
-        Submission::Remove => {
-            if !app.unregister(&jid).await.map_err(app_error)? {
-                return Err(stanza_error(DefinedCondition::RegistrationRequired, None));
-            }
-            Ok(goodbye(&us, &user))
+    async fn register(
+        &self,
+        handle: &Handle,
+        user: &Jid,
+        form: Option<SubmittedForm>,
+    ) -> Answer<()> {
+        let choices = match Choices::read(form.as_ref()) {
+            Ok(choices) => choices,
+            Err(error) => return Answer::new(Err(error.into())),
+        };
+        let registered = match self
+            .register(bare_str(user), |current| choices.apply_to(current))
+            .await
+        {
+            Ok(registered) => registered,
+            Err(error) => return Answer::new(Err(app_error(error))),
+        };
+        let (us, user) = (handle.jid(), Jid::from(user.to_bare()));
+        let answer = Answer::new(Ok(())).then(presence(PresenceType::Subscribe, us, &user));
+        if !registered.created {
+            return answer;
         }
-        register @ Submission::Register { .. } => {
-            let registered = app
-                .register(&jid, |current| register.apply_to(current))
-                .await
-                .map_err(app_error)?;
-            let mut follow_up: Vec<Stanza> =
-                vec![presence(PresenceType::Subscribe, &us, &user).into()];
-            if registered.created {
-                let url = app.settings().url(&registered.record.token);
-                follow_up.push(
-                    chat(
-                        &us,
-                        &user,
-                        MessageType::Chat,
-                        commands::your_url(&url, true),
-                    )
-                    .into(),
-                );
-            }
-            Ok(follow_up)
+        let url = self.settings().url(&registered.record.token);
+        answer.then(chat(
+            us,
+            &user,
+            MessageType::Chat,
+            commands::your_url(&url, true),
+        ))
+    }
+
+    async fn remove(&self, handle: &Handle, user: &Jid) -> Answer<()> {
+        match self.unregister(bare_str(user)).await {
+            Ok(true) => Answer {
+                reply: Ok(()),
+                then: goodbye(handle.jid(), &Jid::from(user.to_bare())),
+            },
+            Ok(false) => Answer::new(Err(ibr::not_registered())),
+            Err(error) => Answer::new(Err(app_error(error))),
         }
     }
 }
