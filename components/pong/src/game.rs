@@ -19,6 +19,10 @@
 //! is queued with `try_send`, and what does not fit is dropped and counted
 //! (`stanzas_dropped`); the game state stays authoritative and the next tick brings
 //! fresh positions. Only after the loop, `gameOver` may wait (bounded) for room.
+//!
+//! A game knows nothing of the lobby: its [`Context`] gives it the clock, the metrics,
+//! the result store and a [`Host`], the one it tells that its wait ran out or that it
+//! ended.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
@@ -32,8 +36,8 @@ use xmpp_component::xmpp_parsers::jid::Jid;
 use xmpp_component::xmpp_parsers::message::MessageType;
 use xmpp_component::{SharedMessage, SharedPayload};
 
-use crate::leaderboard::GameResult;
-use crate::lobby::Lobby;
+use crate::leaderboard::{GameResult, Leaderboard};
+use crate::metrics::Metrics;
 use crate::outbound::Sink;
 use crate::physics::{Ball, Event, Field, Side, step_paddle};
 use crate::protocol::{self, EndReason, GameOver, Viewer};
@@ -116,7 +120,7 @@ const SHUTDOWN: u8 = 1 << 2;
 pub(crate) struct Shared {
     /// Requested top edge per side, as `f64` bits.
     targets: [AtomicU64; 2],
-    /// Milliseconds since the lobby's epoch of each side's last input.
+    /// Each side's last input, in [`Clock`] milliseconds.
     last_input_ms: [AtomicU64; 2],
     /// `LEFT_GONE | RIGHT_GONE | SHUTDOWN`, only ever set.
     signals: AtomicU8,
@@ -181,14 +185,57 @@ impl Shared {
     }
 }
 
+/// The clock of idle detection: milliseconds since a fixed start, so that the last input
+/// of each player fits in an atomic.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    /// A clock counting from now.
+    pub(crate) fn start() -> Self {
+        Clock {
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the start, now.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.ms_at(Instant::now())
+    }
+
+    /// Milliseconds since the start at `at`.
+    pub(crate) fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Whoever keeps the table of games (the lobby): what a game tells it, and the one
+/// question it asks.
+pub(crate) trait Host: Send + Sync + 'static {
+    /// Game `id` waited `wait_timeout` for its second player. True: the host forgot it,
+    /// and it ends `expired`; false: a second player has just been let in (their join is
+    /// already in the inbox), so it keeps going.
+    fn expire(&self, id: u64) -> bool;
+
+    /// Game `id` has ended: forget it and everyone in it. Called once, as soon as the
+    /// outcome is known, before the result is written and `gameOver` is sent.
+    fn ended(&self, id: u64);
+}
+
 /// Everything a game task needs from its surroundings.
 pub(crate) struct Context {
     pub(crate) id: u64,
     pub(crate) name: String,
     pub(crate) settings: Arc<Settings>,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) lobby: Arc<Lobby>,
     pub(crate) sink: Arc<dyn Sink>,
+    pub(crate) clock: Clock,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Where a result goes before `gameOver` says it counts.
+    pub(crate) store: Leaderboard,
+    pub(crate) host: Arc<dyn Host>,
 }
 
 struct Player {
@@ -217,21 +264,21 @@ struct Game {
 
 /// Keeps the waiting/running gauges right however the task ends (even if aborted).
 struct Gauge {
-    lobby: Arc<Lobby>,
+    metrics: Arc<Metrics>,
     running: bool,
 }
 
 impl Gauge {
-    fn new(lobby: Arc<Lobby>) -> Self {
-        lobby.metrics().games_waiting.fetch_add(1, Relaxed);
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.games_waiting.fetch_add(1, Relaxed);
         Gauge {
-            lobby,
+            metrics,
             running: false,
         }
     }
 
     fn start(&mut self) {
-        let m = self.lobby.metrics();
+        let m = &self.metrics;
         m.games_waiting.fetch_sub(1, Relaxed);
         m.games_running.fetch_add(1, Relaxed);
         m.games_started.fetch_add(1, Relaxed);
@@ -241,7 +288,7 @@ impl Gauge {
 
 impl Drop for Gauge {
     fn drop(&mut self) {
-        let m = self.lobby.metrics();
+        let m = &self.metrics;
         if self.running {
             m.games_running.fetch_sub(1, Relaxed);
             m.games_finished.fetch_add(1, Relaxed);
@@ -254,7 +301,7 @@ impl Drop for Gauge {
 /// Runs one game until it ends, its wait expires, or its inbox closes (the lobby dropped
 /// it: nobody is in).
 pub(crate) async fn run(cx: Context, mut inbox: mpsc::Receiver<Command>) {
-    let mut gauge = Gauge::new(Arc::clone(&cx.lobby));
+    let mut gauge = Gauge::new(Arc::clone(&cx.metrics));
     let start = cx.settings.field.paddle_start();
     let expires = Instant::now() + cx.settings.wait_timeout;
     let shared = Arc::clone(&cx.shared);
@@ -297,7 +344,7 @@ pub(crate) async fn run(cx: Context, mut inbox: mpsc::Receiver<Command>) {
             () = tokio::time::sleep_until(expires) => {
                 // Not expired if the second player's join is already queued (the lobby
                 // filled the game): the inbox branch takes it next.
-                game.cx.lobby.expire(game.cx.id).then_some(Outcome {
+                game.cx.host.expire(game.cx.id).then_some(Outcome {
                     reason: EndReason::Expired,
                     winner: None,
                 })
@@ -334,7 +381,7 @@ pub(crate) async fn run(cx: Context, mut inbox: mpsc::Receiver<Command>) {
             }
             scheduled = ticker.tick() => {
                 let now = Instant::now();
-                let metrics = game.cx.lobby.metrics();
+                let metrics = &game.cx.metrics;
                 metrics.record_tick(now.saturating_duration_since(scheduled));
                 if let Some(previous) = previous {
                     let gap = scheduled.saturating_duration_since(previous).as_nanos();
@@ -449,7 +496,7 @@ impl Game {
     /// Both players are in: first serve goes to player 1 (left), who waited longer.
     fn start(&mut self) {
         self.running = true;
-        let now_ms = self.cx.lobby.now_ms();
+        let now_ms = self.cx.clock.now_ms();
         self.cx.shared.touch(Side::Left, now_ms);
         self.cx.shared.touch(Side::Right, now_ms);
         self.serve = Some((self.serve_delay_ticks(), Side::Left));
@@ -534,7 +581,7 @@ impl Game {
 
     fn check_idle(&self, now: Instant) -> Option<Outcome> {
         let limit = u64::try_from(self.cx.settings.idle_timeout.as_millis()).unwrap_or(u64::MAX);
-        let now_ms = self.cx.lobby.ms_since_epoch(now);
+        let now_ms = self.cx.clock.ms_at(now);
         let idle = |side| now_ms.saturating_sub(self.cx.shared.last_input_ms(side)) > limit;
         match (idle(Side::Left), idle(Side::Right)) {
             (true, true) => Some(Outcome {
@@ -570,7 +617,7 @@ impl Game {
 
     /// Queues a headline with `payload` to `to` without waiting; counts drops.
     fn send_shared(&self, to: &str, payload: &SharedPayload) {
-        let metrics = self.cx.lobby.metrics();
+        let metrics = &self.cx.metrics;
         let sent = Jid::new(to).ok().map(|to| {
             let message = SharedMessage::new(to, MessageType::Headline, payload.clone());
             self.cx.sink.try_send_shared(message)
@@ -583,7 +630,7 @@ impl Game {
 
     /// Queues without waiting; a full queue drops the stanza (and counts it).
     fn send_now(&self, stanza: Element) {
-        let metrics = self.cx.lobby.metrics();
+        let metrics = &self.cx.metrics;
         match self.cx.sink.try_send(stanza) {
             Ok(()) => {
                 metrics.stanzas_sent.fetch_add(1, Relaxed);
@@ -598,7 +645,7 @@ impl Game {
     /// Queues `gameOver`, waiting a bounded time for room: the game has left the lobby
     /// and its loop, so waiting here delays nobody else.
     async fn send_game_over(&self, stanza: Element) {
-        let metrics = self.cx.lobby.metrics();
+        let metrics = &self.cx.metrics;
         match tokio::time::timeout(GAME_OVER_WAIT, self.cx.sink.send(stanza)).await {
             Ok(Ok(())) => {
                 metrics.stanzas_sent.fetch_add(1, Relaxed);
@@ -614,10 +661,10 @@ impl Game {
         }
     }
 
-    /// Ends the game: leave the lobby, make the result durable, then tell everyone
+    /// Ends the game: tell the host, make the result durable, then tell everyone
     /// (`recorded` says whether the result is on the leaderboard).
     async fn finish(self, outcome: Outcome) {
-        self.cx.lobby.remove_game(self.cx.id);
+        self.cx.host.ended(self.cx.id);
         let winner = outcome.winner.and_then(|side| {
             self.players[side.index()]
                 .as_ref()
@@ -632,16 +679,13 @@ impl Game {
         );
         let recorded = match self.result(outcome) {
             None => None,
-            Some(result) => {
-                let _recording = self.cx.lobby.recording();
-                match self.cx.lobby.store().record(result).await {
-                    Ok(()) => Some(true),
-                    Err(error) => {
-                        tracing::error!(%error, game = %self.cx.name, "could not record the result");
-                        Some(false)
-                    }
+            Some(result) => match self.cx.store.record(result).await {
+                Ok(()) => Some(true),
+                Err(error) => {
+                    tracing::error!(%error, game = %self.cx.name, "could not record the result");
+                    Some(false)
                 }
-            }
+            },
         };
         let over = GameOver {
             winner,
@@ -692,4 +736,481 @@ fn phase_fraction(id: u64) -> f64 {
 /// `user@domain/resource` → `user@domain`.
 pub(crate) fn bare_of(jid: &str) -> &str {
     jid.split_once('/').map_or(jid, |(bare, _)| bare)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+
+    use tokio::sync::mpsc::UnboundedReceiver;
+    use tokio::task::JoinHandle;
+
+    use crate::leaderboard::{BrokenDisk, MemoryStore, ResultStore};
+    use crate::outbound::{ChannelSink, StalledSink};
+    use crate::protocol::{NS, NS_STANZA};
+
+    const ALICE: &str = "alice@localhost/a";
+    const BOB: &str = "bob@localhost/b";
+    const CAROL: &str = "carol@localhost/c";
+    const ID: u64 = 7;
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Call {
+        Expire(u64),
+        Ended(u64),
+    }
+
+    /// A host that writes down what the game told it. `expire` answers `expire_answer`;
+    /// when that is false it first queues `late_join`, as the lobby has done when it let
+    /// the second player in just as the wait ran out.
+    struct TestHost {
+        calls: Mutex<Vec<Call>>,
+        expire_answer: AtomicBool,
+        late_join: Mutex<Option<(mpsc::Sender<Command>, Command)>>,
+    }
+
+    impl Host for TestHost {
+        fn expire(&self, id: u64) -> bool {
+            self.calls.lock().expect("calls").push(Call::Expire(id));
+            let answer = self.expire_answer.load(Relaxed);
+            if !answer && let Some((inbox, join)) = self.late_join.lock().expect("join").take() {
+                inbox.try_send(join).expect("room for the join");
+            }
+            answer
+        }
+
+        fn ended(&self, id: u64) {
+            self.calls.lock().expect("calls").push(Call::Ended(id));
+        }
+    }
+
+    /// One game task and everything around it.
+    struct Harness {
+        inbox: mpsc::Sender<Command>,
+        shared: Arc<Shared>,
+        host: Arc<TestHost>,
+        metrics: Arc<Metrics>,
+        store: Leaderboard,
+        clock: Clock,
+        out: UnboundedReceiver<Element>,
+        task: JoinHandle<()>,
+    }
+
+    async fn start(settings: Settings) -> Harness {
+        start_with(settings, Arc::new(MemoryStore::new()), None).await
+    }
+
+    /// Starts a game; `sink` replaces the channel that `out` reads.
+    async fn start_with(
+        settings: Settings,
+        store: Arc<dyn ResultStore>,
+        sink: Option<Arc<dyn Sink>>,
+    ) -> Harness {
+        let (tx, out) = tokio::sync::mpsc::unbounded_channel();
+        let sink = sink.unwrap_or_else(|| Arc::new(ChannelSink(tx)));
+        let store = Leaderboard::open(store).await.expect("leaderboard");
+        let settings = Arc::new(settings);
+        let shared = Arc::new(Shared::new(settings.field.paddle_start()));
+        let host = Arc::new(TestHost {
+            calls: Mutex::new(Vec::new()),
+            expire_answer: AtomicBool::new(true),
+            late_join: Mutex::new(None),
+        });
+        let metrics = Arc::new(Metrics::default());
+        let clock = Clock::start();
+        let (inbox, receiver) = mpsc::channel(16);
+        let cx = Context {
+            id: ID,
+            name: "g".to_owned(),
+            settings,
+            shared: Arc::clone(&shared),
+            sink,
+            clock,
+            metrics: Arc::clone(&metrics),
+            store: store.clone(),
+            host: Arc::clone(&host) as Arc<dyn Host>,
+        };
+        let task = tokio::spawn(run(cx, receiver));
+        Harness {
+            inbox,
+            shared,
+            host,
+            metrics,
+            store,
+            clock,
+            out,
+            task,
+        }
+    }
+
+    fn join(side: Side, jid: &str) -> Command {
+        Command::Join {
+            side,
+            jid: jid.to_owned(),
+        }
+    }
+
+    fn action(element: &Element) -> String {
+        field(element, "action").unwrap_or_default()
+    }
+
+    fn field(element: &Element, name: &str) -> Option<String> {
+        element
+            .get_child("pong", NS)?
+            .get_child(name, NS)
+            .map(|c| c.text())
+    }
+
+    fn number(element: &Element, name: &str) -> f64 {
+        field(element, name)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+
+    impl Harness {
+        async fn send(&self, command: Command) {
+            self.inbox.send(command).await.expect("the game is running");
+        }
+
+        /// Both players in: Alice left, Bob right; returns once the game runs.
+        async fn play(&mut self) {
+            self.send(join(Side::Left, ALICE)).await;
+            self.send(join(Side::Right, BOB)).await;
+            self.expect(ALICE, "scoreupdate").await;
+        }
+
+        /// The next stanza to `to` with `wanted` action, skipping others (bounded by
+        /// simulated time).
+        async fn expect(&mut self, to: &str, wanted: &str) -> Element {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            loop {
+                let next = tokio::time::timeout_at(deadline, self.out.recv()).await;
+                let element = next
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| panic!("no {wanted} for {to}"));
+                if element.attr("to") == Some(to) && action(&element) == wanted {
+                    return element;
+                }
+            }
+        }
+
+        fn drain(&mut self) -> Vec<Element> {
+            let mut all = Vec::new();
+            while let Ok(e) = self.out.try_recv() {
+                all.push(e);
+            }
+            all
+        }
+
+        fn calls(&self) -> Vec<Call> {
+            self.host.calls.lock().expect("calls").clone()
+        }
+
+        /// Waits (in simulated time, at most `limit`) for the task to end.
+        async fn finished(&mut self, limit: Duration) -> bool {
+            tokio::time::timeout(limit, &mut self.task).await.is_ok()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_game_starts_once_both_players_are_in_and_ticks_move_the_ball() {
+        let mut h = start(Settings::default()).await;
+        h.send(join(Side::Left, ALICE)).await;
+        let dims = h.expect(ALICE, "dimensions").await;
+        assert_eq!(field(&dims, "side").as_deref(), Some("0"));
+        assert_eq!(field(&dims, "game").as_deref(), Some("g"));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(h.metrics.ticks.load(Relaxed), 0, "one player: no ticks");
+        assert_eq!(h.metrics.games_waiting.load(Relaxed), 1);
+
+        h.send(join(Side::Right, BOB)).await;
+        let dims = h.expect(BOB, "dimensions").await;
+        assert_eq!(field(&dims, "side").as_deref(), Some("1"));
+        let score = h.expect(BOB, "scoreupdate").await;
+        assert_eq!(field(&score, "player1").as_deref(), Some("0"));
+        let m = h.metrics.snapshot();
+        assert_eq!(
+            (m.games_waiting, m.games_running, m.games_started),
+            (0, 1, 1)
+        );
+
+        // During the serve delay the ball waits at the centre.
+        let first = h.expect(ALICE, "ballposition").await;
+        assert_eq!((number(&first, "x"), number(&first, "y")), (400.0, 300.0));
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        h.drain();
+        // Then each tick moves it by one step of 1/30 s at the serve speed (360/s).
+        let mut previous = h.expect(ALICE, "ballposition").await;
+        assert_ne!(number(&previous, "x"), 400.0, "served");
+        for _ in 0..10 {
+            let next = h.expect(ALICE, "ballposition").await;
+            let dx = number(&next, "x") - number(&previous, "x");
+            let dy = number(&next, "y") - number(&previous, "y");
+            let step = dx.hypot(dy);
+            assert!((step - 12.0).abs() < 0.2, "moved {step} in a tick");
+            previous = next;
+        }
+        assert!(h.metrics.ticks.load(Relaxed) >= 40);
+        assert!(h.calls().is_empty(), "still playing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leave_forfeits_fires_ended_and_the_result_is_kept_before_game_over() {
+        let mut h = start(Settings::default()).await;
+        h.play().await;
+        h.shared.leave(Side::Right);
+        let over = h.expect(ALICE, "gameOver").await;
+        assert_eq!(field(&over, "reason").as_deref(), Some("forfeit"));
+        assert_eq!(field(&over, "winner").as_deref(), Some("alice@localhost"));
+        assert_eq!(field(&over, "winnerside").as_deref(), Some("0"));
+        assert_eq!(field(&over, "player2jid").as_deref(), Some("bob@localhost"));
+        assert_eq!(field(&over, "recorded").as_deref(), Some("true"));
+        assert_eq!(h.calls(), [Call::Ended(ID)]);
+        // gameOver comes only once the result is in the store.
+        assert_eq!(h.store.get("alice@localhost").map(|s| s.wins), Some(1));
+        assert_eq!(h.store.get("bob@localhost").map(|s| s.losses), Some(1));
+        h.expect(BOB, "gameOver").await;
+        assert!(h.finished(Duration::from_secs(1)).await);
+        let m = h.metrics.snapshot();
+        assert_eq!((m.games_running, m.games_finished), (0, 1));
+        assert_eq!(h.store.pending(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn game_over_does_not_claim_a_result_the_store_lost() {
+        let mut h = start_with(Settings::default(), Arc::new(BrokenDisk), None).await;
+        h.play().await;
+        h.shared.leave(Side::Right);
+        let over = h.expect(ALICE, "gameOver").await;
+        assert_eq!(field(&over, "winner").as_deref(), Some("alice@localhost"));
+        assert_eq!(field(&over, "recorded").as_deref(), Some("false"));
+        let body = over
+            .get_child("body", NS_STANZA)
+            .map(|b| b.text())
+            .unwrap_or_default();
+        assert!(body.contains("could not be saved"), "{body}");
+        assert!(h.store.is_empty());
+        assert_eq!(h.calls(), [Call::Ended(ID)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_outbound_queue_stalls_neither_ticks_nor_the_end() {
+        let mut h = start_with(
+            Settings::default(),
+            Arc::new(MemoryStore::new()),
+            Some(Arc::new(StalledSink)),
+        )
+        .await;
+        h.send(join(Side::Left, ALICE)).await;
+        h.send(join(Side::Right, BOB)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let m = h.metrics.snapshot();
+        // About a second at 30 Hz: every tick ran; nothing fitted, all was counted.
+        assert!(m.ticks >= 28, "{m:?}");
+        assert!(m.stanzas_dropped >= m.ticks, "{m:?}");
+        assert_eq!(m.stanzas_sent, 0);
+        h.shared.leave(Side::Right);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.calls(), [Call::Ended(ID)], "ended at once");
+        assert_eq!(h.store.get("alice@localhost").map(|s| s.wins), Some(1));
+        // gameOver waits a bounded time per recipient, then is dropped.
+        assert!(
+            h.finished(2 * GAME_OVER_WAIT + Duration::from_secs(1))
+                .await
+        );
+        let ticks = h.metrics.ticks.load(Relaxed);
+        assert!(h.metrics.stanzas_dropped.load(Relaxed) > m.stanzas_dropped);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            h.metrics.ticks.load(Relaxed),
+            ticks,
+            "no ticks after the end"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_game_never_ticks_and_expires_when_the_host_agrees() {
+        let mut h = start(Settings {
+            wait_timeout: Duration::from_secs(10),
+            ..Settings::default()
+        })
+        .await;
+        h.send(join(Side::Left, ALICE)).await;
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert!(h.calls().is_empty(), "still waiting");
+        let over = h.expect(ALICE, "gameOver").await;
+        assert_eq!(field(&over, "reason").as_deref(), Some("expired"));
+        assert_eq!(field(&over, "winner"), None);
+        assert_eq!(field(&over, "recorded"), None, "nothing to record");
+        assert_eq!(h.calls(), [Call::Expire(ID), Call::Ended(ID)]);
+        assert!(h.finished(Duration::from_secs(1)).await);
+        let m = h.metrics.snapshot();
+        assert_eq!((m.ticks, m.games_waiting, m.games_started), (0, 0, 0));
+        assert!(h.store.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_that_runs_out_as_the_second_player_arrives_starts_the_game() {
+        let mut h = start(Settings {
+            wait_timeout: Duration::from_secs(10),
+            ..Settings::default()
+        })
+        .await;
+        h.host.expire_answer.store(false, Relaxed);
+        *h.host.late_join.lock().expect("join") = Some((h.inbox.clone(), join(Side::Right, BOB)));
+        h.send(join(Side::Left, ALICE)).await;
+        h.expect(BOB, "dimensions").await;
+        h.expect(ALICE, "scoreupdate").await;
+        h.expect(BOB, "ballposition").await;
+        assert_eq!(h.calls(), [Call::Expire(ID)]);
+        assert_eq!(h.metrics.games_running.load(Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_game_whose_inbox_closes_ends_quietly() {
+        let mut h = start(Settings::default()).await;
+        h.send(join(Side::Left, ALICE)).await;
+        h.expect(ALICE, "dimensions").await;
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut h.inbox, closed));
+        assert!(h.finished(Duration::from_secs(1)).await);
+        assert!(h.drain().is_empty(), "no gameOver");
+        assert!(h.calls().is_empty(), "the host already forgot it");
+        assert_eq!(h.metrics.games_waiting.load(Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_players_forfeit_and_two_idle_players_abandon() {
+        let settings = Settings {
+            idle_timeout: Duration::from_secs(5),
+            ..Settings::default()
+        };
+        let mut h = start(settings.clone()).await;
+        h.play().await;
+        // Bob keeps moving, Alice does nothing.
+        for i in 0..8 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            h.shared
+                .request_paddle(Side::Right, f64::from(i) * 10.0, h.clock.now_ms());
+        }
+        let over = h.expect(BOB, "gameOver").await;
+        assert_eq!(field(&over, "reason").as_deref(), Some("idle"));
+        assert_eq!(field(&over, "winner").as_deref(), Some("bob@localhost"));
+        assert_eq!(h.store.get("bob@localhost").map(|s| s.wins), Some(1));
+
+        let mut h = start(settings).await;
+        h.play().await;
+        let over = h.expect(ALICE, "gameOver").await;
+        assert_eq!(field(&over, "reason").as_deref(), Some("abandoned"));
+        assert_eq!(field(&over, "winner"), None);
+        assert_eq!(field(&over, "recorded"), None);
+        assert!(h.store.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_points_limit_ends_the_game_with_a_winner() {
+        let mut h = start(Settings {
+            points_to_win: 1,
+            idle_timeout: Duration::from_secs(3600),
+            ..Settings::default()
+        })
+        .await;
+        h.play().await;
+        // Both paddles far from the centre line: the first serve scores.
+        let now = h.clock.now_ms();
+        h.shared.request_paddle(Side::Left, 0.0, now);
+        h.shared.request_paddle(Side::Right, 600.0, now);
+        let over = h.expect(ALICE, "gameOver").await;
+        assert_eq!(field(&over, "reason").as_deref(), Some("points"));
+        let (p1, p2) = (field(&over, "player1"), field(&over, "player2"));
+        assert_eq!(
+            [p1.as_deref(), p2.as_deref()]
+                .iter()
+                .filter(|p| **p == Some("1"))
+                .count(),
+            1,
+            "{p1:?} {p2:?}"
+        );
+        assert_eq!(h.store.len(), 2);
+        assert_eq!(h.calls(), [Call::Ended(ID)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_game_without_a_result() {
+        let mut h = start(Settings::default()).await;
+        h.play().await;
+        h.shared.shut_down();
+        let over = h.expect(BOB, "gameOver").await;
+        assert_eq!(field(&over, "reason").as_deref(), Some("shutdown"));
+        assert_eq!(field(&over, "winner"), None);
+        assert!(h.finished(Duration::from_secs(1)).await);
+        assert!(h.store.is_empty());
+        assert_eq!(h.calls(), [Call::Ended(ID)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn playing_yourself_earns_nothing() {
+        let mut h = start(Settings::default()).await;
+        h.send(join(Side::Left, ALICE)).await;
+        h.send(join(Side::Right, "alice@localhost/other")).await;
+        h.expect(ALICE, "scoreupdate").await;
+        h.shared.leave(Side::Right);
+        let over = h.expect(ALICE, "gameOver").await;
+        assert_eq!(field(&over, "winner").as_deref(), Some("alice@localhost"));
+        assert_eq!(field(&over, "recorded"), None, "nothing to record");
+        assert!(h.store.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paddles_move_a_bounded_step_per_tick_and_only_others_hear_of_it() {
+        let mut h = start(Settings {
+            max_spectators: 1,
+            ..Settings::default()
+        })
+        .await;
+        h.play().await;
+        for _ in 0..2 {
+            // A spectator checking in twice is held once.
+            h.send(Command::Spectate {
+                jid: CAROL.to_owned(),
+            })
+            .await;
+        }
+        h.send(Command::Spectate {
+            jid: "dave@localhost/d".to_owned(),
+        })
+        .await;
+        h.expect(CAROL, "dimensions").await;
+        h.drain();
+        h.shared.request_paddle(Side::Left, 0.0, h.clock.now_ms());
+        // From 250 towards 0 at most 30 per tick.
+        for (to, y) in [(BOB, "220"), (BOB, "190")] {
+            let update = h.expect(to, "opponentPaddleUpdate").await;
+            assert_eq!(field(&update, "y").as_deref(), Some(y));
+            assert_eq!(field(&update, "side").as_deref(), Some("0"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let seen = h.drain();
+        let to = |who: &str, what: &str| {
+            seen.iter()
+                .filter(|e| e.attr("to") == Some(who) && action(e) == what)
+                .count()
+        };
+        assert_eq!(
+            to(ALICE, "opponentPaddleUpdate"),
+            0,
+            "not told of her own move"
+        );
+        assert_eq!(
+            to(BOB, "ballposition"),
+            to(CAROL, "ballposition"),
+            "one copy each"
+        );
+        assert!(to(CAROL, "ballposition") >= 28);
+        assert_eq!(to("dave@localhost/d", "ballposition"), 0, "over the cap");
+        assert_eq!(to("dave@localhost/d", "dimensions"), 0, "over the cap");
+    }
 }

@@ -18,6 +18,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
@@ -259,6 +260,24 @@ struct Write {
 pub struct Leaderboard {
     published: Arc<Published>,
     writes: mpsc::Sender<Write>,
+    /// Calls of [`Leaderboard::record`] that have not returned yet.
+    pending: Arc<AtomicUsize>,
+}
+
+/// Counts a [`Leaderboard::record`] call while it lives, however it ends.
+struct Pending(Arc<AtomicUsize>);
+
+impl Pending {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Relaxed);
+        Pending(Arc::clone(count))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Leaderboard {
@@ -294,11 +313,16 @@ impl Leaderboard {
             Arc::new(Mutex::new(ranking)),
             queue,
         ));
-        Ok(Leaderboard { published, writes })
+        Ok(Leaderboard {
+            published,
+            writes,
+            pending: Arc::new(AtomicUsize::new(0)),
+        })
     }
 
     /// Adds a result; returns once it is durable and visible to readers.
     pub async fn record(&self, result: GameResult) -> Result<(), RecordError> {
+        let _pending = Pending::new(&self.pending);
         let (done, reply) = oneshot::channel();
         self.writes
             .send(Write { result, done })
@@ -307,6 +331,11 @@ impl Leaderboard {
         reply
             .await
             .map_err(|_| RecordError::Stopped("no reply".into()))?
+    }
+
+    /// Results being written right now (shutdown waits for them).
+    pub fn pending(&self) -> usize {
+        self.pending.load(Relaxed)
     }
 
     /// The best `limit` (at most [`TOP_ROWS`]) players: most wins, then fewest losses,
@@ -580,5 +609,44 @@ mod tests {
         assert_eq!(board.top(1)[0].jid, "alice@x");
         drop(board);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store whose writes wait until the test lets them through.
+    struct GatedStore(Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl ResultStore for GatedStore {
+        fn load(&self) -> Result<Vec<(String, Stats)>, StoreError> {
+            Ok(Vec::new())
+        }
+
+        fn put(&self, _: &[(String, Stats)]) -> Result<(), StoreError> {
+            lock(&self.0)
+                .recv()
+                .map_err(|e| StoreError::Io(std::io::Error::other(e)))
+        }
+    }
+
+    #[tokio::test]
+    async fn pending_counts_the_writes_not_done_yet() {
+        let (open, gate) = std::sync::mpsc::channel();
+        let board = Leaderboard::open(Arc::new(GatedStore(Mutex::new(gate))))
+            .await
+            .expect("board");
+        assert_eq!(board.pending(), 0);
+        let writer = board.clone();
+        let write =
+            tokio::spawn(async move { writer.record(result("alice@x", "bob@x", 1, 0)).await });
+        for _ in 0..10_000 {
+            if board.pending() > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(board.pending(), 1);
+        assert!(!write.is_finished(), "held at the gate");
+        open.send(()).expect("gate");
+        write.await.expect("task").expect("written");
+        assert_eq!(board.pending(), 0);
+        assert_eq!(board.get("alice@x").map(|s| s.wins), Some(1));
     }
 }

@@ -18,7 +18,7 @@
 //! ends its task.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use xmpp_component::xmpp_parsers::stanza_error::DefinedCondition;
 
-use crate::game::{self, Command, Context, Settings, Shared};
+use crate::game::{self, Clock, Command, Context, Host, Settings, Shared};
 use crate::leaderboard::Leaderboard;
 use crate::metrics::Metrics;
 use crate::outbound::Sink;
@@ -194,20 +194,9 @@ pub struct Lobby {
     metrics: Arc<Metrics>,
     sink: OnceLock<Arc<dyn Sink>>,
     domain: String,
-    epoch: Instant,
+    clock: Clock,
     /// Set once shutdown began: no new games.
-    closing: AtomicU64,
-    /// Games that ended and are writing their result (shutdown waits for them).
-    recording: AtomicUsize,
-}
-
-/// Counts a result being written while it lives (see [`Lobby::recording`]).
-pub(crate) struct Recording<'a>(&'a Lobby);
-
-impl Drop for Recording<'_> {
-    fn drop(&mut self) {
-        self.0.recording.fetch_sub(1, Relaxed);
-    }
+    closing: AtomicBool,
 }
 
 impl std::fmt::Debug for Lobby {
@@ -242,9 +231,8 @@ impl Lobby {
             metrics,
             sink: OnceLock::new(),
             domain: domain.to_owned(),
-            epoch: Instant::now(),
-            closing: AtomicU64::new(0),
-            recording: AtomicUsize::new(0),
+            clock: Clock::start(),
+            closing: AtomicBool::new(false),
         })
     }
 
@@ -275,21 +263,6 @@ impl Lobby {
         &self.store
     }
 
-    /// Marks a result being written until the guard drops.
-    pub(crate) fn recording(&self) -> Recording<'_> {
-        self.recording.fetch_add(1, Relaxed);
-        Recording(self)
-    }
-
-    /// Milliseconds since the lobby was created (the clock of idle detection).
-    pub(crate) fn now_ms(&self) -> u64 {
-        self.ms_since_epoch(Instant::now())
-    }
-
-    pub(crate) fn ms_since_epoch(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// Games and members currently known (for tests and leak checks).
     pub fn counts(&self) -> (usize, usize) {
         let state = lock(&self.state);
@@ -304,7 +277,7 @@ impl Lobby {
     /// Check-in from the full JID `from` at game `target` (`None` = matchmaking).
     /// Returns the game's name.
     pub fn check_in(self: &Arc<Self>, from: &str, target: Option<&str>) -> Result<String, Refusal> {
-        if self.closing.load(Relaxed) != 0 {
+        if self.closing.load(Relaxed) {
             return Err(Refusal::NotReady);
         }
         let sink = self.sink.get().ok_or(Refusal::NotReady)?;
@@ -471,7 +444,7 @@ impl Lobby {
 
     /// A paddle request from `from`. Only a player moves, and only their own paddle.
     pub fn paddle(&self, from: &str, y: f64) -> Result<(), Refusal> {
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         let state = lock(&self.state);
         let member = state.members.get(from).ok_or(Refusal::NotAPlayer)?;
         let Role::Player(side) = member.role else {
@@ -519,7 +492,7 @@ impl Lobby {
     /// Ends every game (reason `shutdown`, nothing recorded) and waits up to `grace` for
     /// their last messages to be queued and for results already being written.
     pub async fn shutdown(&self, grace: Duration) {
-        self.closing.store(1, Relaxed);
+        self.closing.store(true, Relaxed);
         {
             let state = lock(&self.state);
             for game in state.games.values() {
@@ -527,27 +500,9 @@ impl Lobby {
             }
         }
         let deadline = Instant::now() + grace;
-        while (self.counts().0 > 0 || self.recording.load(Relaxed) > 0) && Instant::now() < deadline
-        {
+        while (self.counts().0 > 0 || self.store.pending() > 0) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
-
-    /// Called by a game task when it ends: forget the game and everyone in it.
-    pub(crate) fn remove_game(&self, id: u64) {
-        let mut state = lock(&self.state);
-        Self::forget(&mut state, id);
-    }
-
-    /// Called by a waiting game at its wait timeout: forgets it unless its second player
-    /// has just been let in (then their join is in its inbox). True when forgotten.
-    pub(crate) fn expire(&self, id: u64) -> bool {
-        let mut state = lock(&self.state);
-        if state.games.get(&id).is_some_and(Entry::is_full) {
-            return false;
-        }
-        Self::forget(&mut state, id);
-        true
     }
 
     fn forget(state: &mut State, id: u64) {
@@ -600,8 +555,11 @@ impl Lobby {
             name: name.clone(),
             settings: Arc::clone(&self.settings),
             shared: Arc::clone(&shared),
-            lobby: Arc::clone(self),
             sink: Arc::clone(sink),
+            clock: self.clock,
+            metrics: Arc::clone(&self.metrics),
+            store: self.store.clone(),
+            host: Arc::clone(self) as Arc<dyn Host>,
         };
         tokio::spawn(game::run(cx, receiver));
         state.by_name.insert(name.clone(), id);
@@ -616,6 +574,24 @@ impl Lobby {
             },
         );
         id
+    }
+}
+
+impl Host for Lobby {
+    /// Forgets a waiting game at its wait timeout, unless its second player has just been
+    /// let in (then their join is in its inbox).
+    fn expire(&self, id: u64) -> bool {
+        let mut state = lock(&self.state);
+        if state.games.get(&id).is_some_and(Entry::is_full) {
+            return false;
+        }
+        Self::forget(&mut state, id);
+        true
+    }
+
+    /// Forgets a game that ended, and everyone in it.
+    fn ended(&self, id: u64) {
+        Self::forget(&mut lock(&self.state), id);
     }
 }
 

@@ -51,16 +51,16 @@ async fn start(setup: Setup<PongArgs>) -> Result<Service, Error> {
         Arc::clone(&metrics),
     );
     lobby.attach(Arc::new(setup.handle));
-    let frontdoor = Arc::new(Frontdoor {
+    let frontdoor = Frontdoor {
+        lobby: Arc::clone(&lobby),
         profiles: Arc::clone(&profiles),
         web_url: options.http.and(options.public_url),
-    });
-    let stopping = Arc::clone(&lobby);
-    let mut service = Service::new(router(lobby, frontdoor))
+    };
+    let mut service = Service::new(router(frontdoor))
         .metrics(|registry| metrics.register(registry))
         // On SIGINT/SIGTERM the games end first (their last messages are queued), then
         // the link flushes and closes, and HTTP stops.
-        .before_stop(async move { stopping.shutdown(Duration::from_secs(2)).await });
+        .before_stop(async move { lobby.shutdown(Duration::from_secs(2)).await });
     if let Some(addr) = options.http {
         let listener = bind_http(addr).await?;
         tracing::info!(

@@ -1,19 +1,22 @@
 //! The `xmpp:game:pong` wire format (see `docs/pong-protocol.md`): parsing what clients
 //! send, building what the component sends.
 //!
-//! Input is lenient where the book's clients differ (action names in any letter case,
-//! surrounding whitespace, an optional `<body>` next to the payload); output uses the
-//! book's exact spelling (`ballposition`, `opponentPaddleUpdate`, `gameOver`, ...).
+//! Input is read by derived `xso` types ([`Payload`], [`LeaderboardQuery`]) and then
+//! checked here, leniently where the book's clients differ (action names in any letter
+//! case, surrounding whitespace, an optional `<body>` next to the payload); output uses
+//! the book's exact spelling (`ballposition`, `opponentPaddleUpdate`, `gameOver`, ...).
 //! Every game message is a `headline` with XEP-0334 `<no-store/>` and
 //! `<no-permanent-store/>` hints, so servers neither keep it for offline users nor
 //! archive it; only the low-rate ones carry a `<body>` fallback.
 
 use std::sync::LazyLock;
 
-use xmpp_component::SharedPayload;
 use xmpp_component::minidom::rxml::{Namespace, NcName};
 use xmpp_component::minidom::{Element, Node};
+use xmpp_component::xmpp_parsers::nick::Nick;
 use xmpp_component::xmpp_parsers::stanza_error::DefinedCondition;
+use xmpp_component::{IqPayload, SharedPayload};
+use xso::{AsXml, FromXml};
 
 use crate::physics::{Field, Side};
 use crate::profiles::{ProfileUpdate, clean_nick};
@@ -26,8 +29,6 @@ pub const NS_HINTS: &str = "urn:xmpp:hints";
 pub const NS_STANZA: &str = "jabber:component:accept";
 /// RFC 6120 stanza error conditions.
 pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-/// XEP-0172 user nickname (a `<nick/>` next to the check-in's `<pong/>`).
-pub const NS_NICK: &str = "http://jabber.org/protocol/nick";
 
 /// What a client asked for in a `<pong/>` payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +49,9 @@ pub enum Request {
 /// Why a `<pong/>` payload was refused (answered with `bad-request`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProtocolError {
+    /// Not a `<pong/>` payload we can read (e.g. two `<action/>` children).
+    #[error("malformed <pong/>: {0}")]
+    Malformed(String),
     /// No `<action/>` child.
     #[error("missing <action/>")]
     MissingAction,
@@ -75,59 +79,159 @@ pub fn find_payload(payloads: &[Element]) -> Option<&Element> {
     payloads.iter().find(|p| p.is("pong", NS))
 }
 
-/// Parses a `<pong/>` payload. `field_height` bounds `<y/>`: values in `[0, height]`
-/// are accepted (and later clamped so the paddle stays inside), anything else is refused.
-pub fn parse_request(pong: &Element, field_height: f64) -> Result<Request, ProtocolError> {
-    let action = pong
-        .get_child("action", NS)
-        .map(|a| a.text())
-        .ok_or(ProtocolError::MissingAction)?;
-    let action = action.trim().to_ascii_lowercase();
-    match action.as_str() {
-        "playercheckingin" => Ok(Request::CheckIn),
-        "spectate" => Ok(Request::Spectate),
-        "leave" => Ok(Request::Leave),
-        "paddleposition" => {
-            let text = pong
-                .get_child("y", NS)
-                .map(|y| y.text())
-                .ok_or(ProtocolError::MissingY)?;
-            let text = text.trim();
-            let y: f64 = text
-                .parse()
-                .ok()
-                .filter(|y: &f64| y.is_finite())
-                .ok_or_else(|| ProtocolError::NotANumber(truncate(text, 32)))?;
-            if !(0.0..=field_height).contains(&y) {
-                return Err(ProtocolError::OutOfRange {
-                    value: y,
-                    max: field_height,
-                });
-            }
-            Ok(Request::Paddle { y })
-        }
-        "" => Err(ProtocolError::MissingAction),
-        other => Err(ProtocolError::UnknownAction(truncate(other, 32))),
+/// A `<pong xmlns='xmpp:game:pong'/>` payload as a client sends it. The children stay
+/// text here: reading them leniently and refusing them with our own error texts is
+/// [`Payload::request`]'s job. Unknown children, attributes and stray text are ignored.
+#[derive(FromXml, AsXml, Debug, Clone, Default, PartialEq)]
+#[xml(
+    namespace = NS,
+    name = "pong",
+    discard(text),
+    on_unknown_attribute = Discard,
+    on_unknown_child = Discard
+)]
+pub struct Payload {
+    /// `<action/>`: what the client asks for.
+    #[xml(extract(default, fields(text(type_ = String))))]
+    pub action: Option<String>,
+    /// `<y/>`: the requested top edge of the sender's paddle (`paddleposition`).
+    #[xml(extract(default, fields(text(type_ = String))))]
+    pub y: Option<String>,
+    /// `<showjid/>`: a check-in's opt-in (`true`/`1`) or opt-out (`false`/`0`) of being
+    /// listed on the leaderboard by address.
+    #[xml(extract(default, name = "showjid", fields(text(type_ = String))))]
+    pub show_jid: Option<String>,
+}
+
+impl Payload {
+    /// Reads a `<pong/>` element.
+    pub fn read(pong: &Element) -> Result<Self, ProtocolError> {
+        Payload::try_from(pong.clone())
+            .map_err(|error| ProtocolError::Malformed(truncate(&error.to_string(), 100)))
     }
+
+    /// What the client asks for. `field_height` bounds `<y/>`: values in `[0, height]`
+    /// are accepted (and later clamped so the paddle stays inside), anything else is
+    /// refused.
+    pub fn request(&self, field_height: f64) -> Result<Request, ProtocolError> {
+        let action = self.action.as_deref().ok_or(ProtocolError::MissingAction)?;
+        match action.trim().to_ascii_lowercase().as_str() {
+            "playercheckingin" => Ok(Request::CheckIn),
+            "spectate" => Ok(Request::Spectate),
+            "leave" => Ok(Request::Leave),
+            "paddleposition" => {
+                let text = self.y.as_deref().ok_or(ProtocolError::MissingY)?.trim();
+                let y: f64 = text
+                    .parse()
+                    .ok()
+                    .filter(|y: &f64| y.is_finite())
+                    .ok_or_else(|| ProtocolError::NotANumber(truncate(text, 32)))?;
+                if !(0.0..=field_height).contains(&y) {
+                    return Err(ProtocolError::OutOfRange {
+                        value: y,
+                        max: field_height,
+                    });
+                }
+                Ok(Request::Paddle { y })
+            }
+            "" => Err(ProtocolError::MissingAction),
+            other => Err(ProtocolError::UnknownAction(truncate(other, 32))),
+        }
+    }
+
+    /// The `<showjid/>` opt-in, if the payload says (anything but `true`, `1`, `false`
+    /// or `0` says nothing).
+    pub fn show_jid(&self) -> Option<bool> {
+        match self.show_jid.as_deref()?.trim() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a `<pong/>` element and what it asks for, in one step (see [`Payload::request`]).
+pub fn parse_request(pong: &Element, field_height: f64) -> Result<Request, ProtocolError> {
+    Payload::read(pong)?.request(field_height)
 }
 
 /// The leaderboard profile a check-in carries: XEP-0172 `<nick/>` among the message's
 /// payloads (empty = clear it; a nickname that would not survive [`clean_nick`] clears it
-/// too) and `<showjid>true|false</showjid>` in the `<pong/>` payload (opt-in to being
-/// listed by full address). Anything absent stays unchanged.
-pub fn profile_update(payloads: &[Element], pong: &Element) -> ProfileUpdate {
+/// too) and `<showjid/>` in its `<pong/>` payload. Anything absent stays unchanged.
+pub fn profile_update(payloads: &[Element], pong: &Payload) -> ProfileUpdate {
     let nick = payloads
         .iter()
-        .find(|p| p.is("nick", NS_NICK))
-        .map(|nick| clean_nick(&nick.text()));
-    let show_jid = pong
-        .get_child("showjid", NS)
-        .and_then(|flag| match flag.text().trim() {
-            "true" | "1" => Some(true),
-            "false" | "0" => Some(false),
-            _ => None,
-        });
-    ProfileUpdate { nick, show_jid }
+        .find(|p| p.is("nick", xmpp_component::xmpp_parsers::ns::NICK))
+        .and_then(|nick| Nick::try_from(nick.clone()).ok())
+        .map(|Nick(nick)| clean_nick(&nick));
+    ProfileUpdate {
+        nick,
+        show_jid: pong.show_jid(),
+    }
+}
+
+/// `<leaderboard xmlns='xmpp:game:pong'/>`, an IQ get for the leaderboard: one player's
+/// row (`jid`) or the best `max` rows. `max` stays text so that a bad one is refused
+/// with our own words.
+#[derive(FromXml, AsXml, Debug, Clone, Default, PartialEq)]
+#[xml(
+    namespace = NS,
+    name = "leaderboard",
+    discard(text),
+    on_unknown_attribute = Discard,
+    on_unknown_child = Discard
+)]
+pub struct LeaderboardQuery {
+    /// Only this bare JID's row.
+    #[xml(attribute(default))]
+    pub jid: Option<String>,
+    /// How many rows, 1 to 100.
+    #[xml(attribute(default))]
+    pub max: Option<String>,
+}
+
+impl IqPayload for LeaderboardQuery {
+    const NAME: &'static str = "leaderboard";
+    const NS: &'static str = NS;
+}
+
+/// The answer to a [`LeaderboardQuery`]: `<leaderboard xmlns='xmpp:game:pong'>` with one
+/// `<player/>` per row, best first.
+#[derive(FromXml, AsXml, Debug, Clone, Default, PartialEq)]
+#[xml(namespace = NS, name = "leaderboard")]
+pub struct LeaderboardRows {
+    /// The rows.
+    #[xml(child(n = ..))]
+    pub players: Vec<PlayerRow>,
+}
+
+impl IqPayload for LeaderboardRows {
+    const NAME: &'static str = "leaderboard";
+    const NS: &'static str = NS;
+}
+
+/// One leaderboard row: `<player jid rank wins losses points pointsagainst/>`.
+#[derive(FromXml, AsXml, Debug, Clone, PartialEq)]
+#[xml(namespace = NS, name = "player")]
+pub struct PlayerRow {
+    /// The player's bare JID.
+    #[xml(attribute)]
+    pub jid: String,
+    /// 1 for the best.
+    #[xml(attribute)]
+    pub rank: usize,
+    /// Games won.
+    #[xml(attribute)]
+    pub wins: u64,
+    /// Games lost.
+    #[xml(attribute)]
+    pub losses: u64,
+    /// Points scored.
+    #[xml(attribute)]
+    pub points: u64,
+    /// Points conceded.
+    #[xml(attribute = "pointsagainst")]
+    pub points_against: u64,
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -452,6 +556,7 @@ fn condition_name(condition: DefinedCondition) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xmpp_component::xmpp_parsers::ns::NICK;
 
     fn parse(xml: &str) -> Result<Request, ProtocolError> {
         let element: Element = xml.parse().expect("test XML");
@@ -532,6 +637,87 @@ mod tests {
             )),
             Err(ProtocolError::MissingY)
         );
+    }
+
+    #[test]
+    fn payloads_ignore_what_they_do_not_know_and_refuse_ambiguity() {
+        // Stray text, unknown attributes and children (in any namespace) are ignored.
+        assert_eq!(
+            parse(&format!(
+                "<pong xmlns='{NS}' extra='1'>\n  <action>leave</action>\n  <junk>x</junk>\
+                 <y xmlns='urn:x'>5</y> stray</pong>"
+            )),
+            Ok(Request::Leave)
+        );
+        // A bad <y/> does not matter to an action that has no use for it.
+        assert_eq!(
+            parse(&format!(
+                "<pong xmlns='{NS}'><action>leave</action><y>abc</y></pong>"
+            )),
+            Ok(Request::Leave)
+        );
+        // Two actions: which one was meant is not ours to guess.
+        assert!(matches!(
+            parse(&format!(
+                "<pong xmlns='{NS}'><action>leave</action><action>spectate</action></pong>"
+            )),
+            Err(ProtocolError::Malformed(_))
+        ));
+        // Unknown actions are reported truncated.
+        let long = "x".repeat(100);
+        assert_eq!(
+            parse(&format!(
+                "<pong xmlns='{NS}'><action>{long}</action></pong>"
+            )),
+            Err(ProtocolError::UnknownAction("x".repeat(32)))
+        );
+        assert_eq!(
+            parse(&format!("<pong xmlns='{NS}'><action> </action></pong>")),
+            Err(ProtocolError::MissingAction)
+        );
+    }
+
+    #[test]
+    fn leaderboard_queries_and_rows_are_typed() {
+        let query: Element = format!("<leaderboard xmlns='{NS}' max=' 5' jid='a@b'/>")
+            .parse()
+            .expect("xml");
+        assert_eq!(
+            LeaderboardQuery::try_from(query).expect("query"),
+            LeaderboardQuery {
+                jid: Some("a@b".into()),
+                max: Some(" 5".into()),
+            }
+        );
+        let empty: Element = format!("<leaderboard xmlns='{NS}'/>").parse().expect("xml");
+        assert_eq!(
+            LeaderboardQuery::try_from(empty).expect("query"),
+            LeaderboardQuery::default()
+        );
+        let rows = LeaderboardRows {
+            players: vec![PlayerRow {
+                jid: "alice@localhost".into(),
+                rank: 1,
+                wins: 3,
+                losses: 1,
+                points: 30,
+                points_against: 12,
+            }],
+        };
+        let element = Element::from(rows.clone());
+        assert!(element.is("leaderboard", NS));
+        let player = element.get_child("player", NS).expect("a row");
+        for (name, value) in [
+            ("jid", "alice@localhost"),
+            ("rank", "1"),
+            ("wins", "3"),
+            ("losses", "1"),
+            ("points", "30"),
+            ("pointsagainst", "12"),
+        ] {
+            assert_eq!(player.attr(name), Some(value), "{name}");
+        }
+        assert_eq!(LeaderboardRows::try_from(element).expect("rows"), rows);
     }
 
     fn child_text(element: &Element, name: &str) -> Option<String> {
@@ -686,14 +872,14 @@ mod tests {
     fn check_ins_carry_a_nickname_and_the_address_opt_in() {
         let message: Element = format!(
             "<message xmlns='{NS_STANZA}'><pong xmlns='{NS}'><action>playercheckingin</action>\
-             <showjid>true</showjid></pong><nick xmlns='{NS_NICK}'> Ally\n</nick></message>"
+             <showjid>true</showjid></pong><nick xmlns='{NICK}'> Ally\n</nick></message>"
         )
         .parse()
         .expect("xml");
         let payloads: Vec<Element> = message.children().cloned().collect();
-        let pong = find_payload(&payloads).expect("pong");
+        let pong = Payload::read(find_payload(&payloads).expect("pong")).expect("payload");
         assert_eq!(
-            profile_update(&payloads, pong),
+            profile_update(&payloads, &pong),
             ProfileUpdate {
                 nick: Some(Some("Ally".into())),
                 show_jid: Some(true)
@@ -702,10 +888,24 @@ mod tests {
         let bare: Element = format!("<pong xmlns='{NS}'><action>playercheckingin</action></pong>")
             .parse()
             .expect("xml");
-        assert!(profile_update(std::slice::from_ref(&bare), &bare).is_empty());
-        let empty_nick: Element = format!("<nick xmlns='{NS_NICK}'/>").parse().expect("xml");
+        let pong = Payload::read(&bare).expect("payload");
+        assert!(profile_update(std::slice::from_ref(&bare), &pong).is_empty());
+        for (flag, expected) in [
+            ("true", Some(true)),
+            (" 1 ", Some(true)),
+            ("false", Some(false)),
+            ("0", Some(false)),
+            ("yes", None),
+        ] {
+            let pong: Element = format!("<pong xmlns='{NS}'><showjid>{flag}</showjid></pong>")
+                .parse()
+                .expect("xml");
+            let pong = Payload::read(&pong).expect("payload");
+            assert_eq!(profile_update(&[], &pong).show_jid, expected, "{flag}");
+        }
+        let empty_nick: Element = format!("<nick xmlns='{NICK}'/>").parse().expect("xml");
         assert_eq!(
-            profile_update(&[empty_nick], &bare).nick,
+            profile_update(&[empty_nick], &pong).nick,
             Some(None),
             "an empty <nick/> clears the nickname"
         );

@@ -1,14 +1,16 @@
-//! The XMPP face of the game server: the [`Router`] with its handlers. Each handler turns
-//! a stanza into a lobby call and a refusal into a stanza error; none of them waits on a
-//! game, so the framework runs them inline on its reader.
+//! The XMPP face of the game server: the [`Router`] with its handlers, which share one
+//! [`Frontdoor`]. Each handler turns a stanza into a lobby call and a refusal into a
+//! stanza error; none of them waits on a game, so the framework runs them inline on its
+//! reader.
 //!
-//! - message with `<pong xmlns='xmpp:game:pong'/>`: check in (with the player's nickname,
-//!   XEP-0172), spectate, leave, move a paddle;
+//! - message with a payload in `xmpp:game:pong` (a namespace route), read as a
+//!   [`Payload`]: check in (with the player's nickname, XEP-0172), spectate, leave, move
+//!   a paddle;
 //! - chat message with a `<body>` and no game payload (a person typing to the game server):
 //!   a short help text with the web client's address;
 //! - message `type='error'` from a member (our messages bounce): that member left;
 //! - presence `unavailable` (or a presence error) from a member: that member left;
-//! - IQ get `<leaderboard xmlns='xmpp:game:pong'/>`: the leaderboard;
+//! - IQ get [`LeaderboardQuery`] (a typed route): the leaderboard as [`LeaderboardRows`];
 //! - disco#items: games waiting for an opponent.
 
 use std::sync::Arc;
@@ -19,21 +21,25 @@ use xmpp_component::xmpp_parsers::disco::Item;
 use xmpp_component::xmpp_parsers::jid::Jid;
 use xmpp_component::xmpp_parsers::message::{Message, MessageType};
 use xmpp_component::xmpp_parsers::presence::{Presence, Type as PresenceType};
-use xmpp_component::xmpp_parsers::stanza_error::DefinedCondition;
-use xmpp_component::{Handle, IqRequest, IqResult, Router, SendError, stanza_error};
+use xmpp_component::xmpp_parsers::stanza_error::{DefinedCondition, StanzaError};
+use xmpp_component::{Handle, IqRequest, Request, Router, SendError, State, stanza_error};
 
 use crate::leaderboard::Entry;
 use crate::lobby::Lobby;
 use crate::profiles::Profiles;
-use crate::protocol::{self, NS, Request};
+use crate::protocol::{
+    self, LeaderboardQuery, LeaderboardRows, NS, Payload, PlayerRow, ProtocolError,
+};
 
 /// Default and largest number of rows a leaderboard query returns.
 const LEADERBOARD_DEFAULT: usize = 20;
 const LEADERBOARD_MAX: usize = 100;
 
-/// What the message handler needs besides the lobby.
+/// What the handlers share.
 #[derive(Debug)]
 pub struct Frontdoor {
+    /// Who plays or watches which game.
+    pub lobby: Arc<Lobby>,
     /// Nicknames and address opt-ins from check-ins, for the public leaderboard.
     pub profiles: Arc<Profiles>,
     /// The web client's address (`http://…/`), told to people who chat with the server.
@@ -42,85 +48,44 @@ pub struct Frontdoor {
 
 /// The component's router: identity `component/generic` "XMPPong" (the disco registry
 /// has no game category; `client/game` is for clients), feature `xmpp:game:pong`.
-pub fn router(lobby: Arc<Lobby>, frontdoor: Arc<Frontdoor>) -> Router {
-    let (on_message, on_presence, on_iq, on_items) = (
-        Arc::clone(&lobby),
-        Arc::clone(&lobby),
-        Arc::clone(&lobby),
-        lobby,
-    );
-    Router::new()
+pub fn router(frontdoor: Frontdoor) -> Router {
+    Router::with_state(frontdoor)
         .identity("component", "generic", "XMPPong")
         .software("xmpp-pong", env!("CARGO_PKG_VERSION"))
         .feature(NS)
-        .message(move |handle, message| {
-            message_handler(
-                Arc::clone(&on_message),
-                Arc::clone(&frontdoor),
-                handle,
-                message,
-            )
-        })
-        .presence(move |_, presence| presence_handler(Arc::clone(&on_presence), presence))
-        .iq_get("leaderboard", NS, move |_, request| {
-            leaderboard_handler(Arc::clone(&on_iq), request)
-        })
-        .disco_items(move |handle, _| disco_items(Arc::clone(&on_items), handle))
+        .message_ns(NS, game_message)
+        .message(other_message)
+        .presence(presence_handler)
+        .get(leaderboard)
+        .disco_items(disco_items)
+        .into()
 }
 
-async fn message_handler(
-    lobby: Arc<Lobby>,
-    frontdoor: Arc<Frontdoor>,
+/// A message with an `xmpp:game:pong` payload: a request to act on, or one of ours that
+/// bounced.
+async fn game_message(
+    door: State<Frontdoor>,
     handle: Handle,
     message: Message,
 ) -> Result<(), SendError> {
     let Some(from) = message.from.as_ref().map(Jid::to_string) else {
         return Ok(());
     };
-    if message.type_ == MessageType::Error {
-        // One of our messages bounced: the recipient is gone.
-        if lobby.leave(&from) {
-            tracing::info!(player = %from, "message bounced; treating as leaving");
-        }
+    if bounced(&door.lobby, &message, &from) {
         return Ok(());
     }
-    let Some(payload) = protocol::find_payload(&message.payloads) else {
-        return help(&handle, &frontdoor, &message).await;
+    let Some(element) = protocol::find_payload(&message.payloads) else {
+        // Something else in our namespace: not a game request.
+        return help(&handle, &door, &message).await;
     };
-    let target = message
-        .to
-        .as_ref()
-        .and_then(|to| to.node())
-        .map(|node| node.as_str().to_owned());
-    let outcome = match protocol::parse_request(payload, lobby.settings().field.height) {
-        Err(error) => Err((DefinedCondition::BadRequest, error.to_string())),
-        Ok(request) => {
-            let result = match request {
-                Request::CheckIn => lobby.check_in(&from, target.as_deref()).map(|_| {
-                    let update = protocol::profile_update(&message.payloads, payload);
-                    let bare = from.split_once('/').map_or(from.as_str(), |(bare, _)| bare);
-                    if let Err(error) = frontdoor.profiles.update(bare, &update) {
-                        tracing::warn!(%error, player = %bare, "could not store the profile");
-                    }
-                }),
-                Request::Spectate => lobby.spectate(&from, target.as_deref()).map(drop),
-                Request::Leave => {
-                    lobby.leave(&from);
-                    Ok(())
-                }
-                Request::Paddle { y } => lobby.paddle(&from, y),
-            };
-            result.map_err(|refusal| (refusal.condition(), refusal.to_string()))
-        }
-    };
-    let Err((condition, text)) = outcome else {
+    let Err((condition, text)) = act(&door, &message, &from, element) else {
         return Ok(());
     };
     tracing::debug!(sender = %from, %text, "refused");
     let mut error = protocol::error_message(
         &from,
         message.id.as_ref().map(|id| id.0.as_str()),
-        Some(payload),
+        Some(element),
         condition,
         &text,
     );
@@ -133,6 +98,69 @@ async fn message_handler(
         }
     }
     handle.send(error).await
+}
+
+/// Carries out the `<pong/>` request `element` of `message` from `from`; the error
+/// condition and text of a refusal.
+fn act(
+    door: &Frontdoor,
+    message: &Message,
+    from: &str,
+    element: &Element,
+) -> Result<(), (DefinedCondition, String)> {
+    let lobby = &door.lobby;
+    let bad = |error: ProtocolError| (DefinedCondition::BadRequest, error.to_string());
+    let payload = Payload::read(element).map_err(bad)?;
+    let request = payload
+        .request(lobby.settings().field.height)
+        .map_err(bad)?;
+    let target = message
+        .to
+        .as_ref()
+        .and_then(|to| to.node())
+        .map(|node| node.as_str());
+    let result = match request {
+        protocol::Request::CheckIn => lobby.check_in(from, target).map(|_| {
+            let update = protocol::profile_update(&message.payloads, &payload);
+            let bare = from.split_once('/').map_or(from, |(bare, _)| bare);
+            if let Err(error) = door.profiles.update(bare, &update) {
+                tracing::warn!(%error, player = %bare, "could not store the profile");
+            }
+        }),
+        protocol::Request::Spectate => lobby.spectate(from, target).map(drop),
+        protocol::Request::Leave => {
+            lobby.leave(from);
+            Ok(())
+        }
+        protocol::Request::Paddle { y } => lobby.paddle(from, y),
+    };
+    result.map_err(|refusal| (refusal.condition(), refusal.to_string()))
+}
+
+/// Any other message: one of ours that bounced, or a person writing to the server.
+async fn other_message(
+    door: State<Frontdoor>,
+    handle: Handle,
+    message: Message,
+) -> Result<(), SendError> {
+    if let Some(from) = message.from.as_ref().map(Jid::to_string)
+        && bounced(&door.lobby, &message, &from)
+    {
+        return Ok(());
+    }
+    help(&handle, &door, &message).await
+}
+
+/// Whether `message` is an error (one of our messages bounced: the recipient is gone,
+/// and leaves whatever they were in).
+fn bounced(lobby: &Lobby, message: &Message, from: &str) -> bool {
+    if message.type_ != MessageType::Error {
+        return false;
+    }
+    if lobby.leave(from) {
+        tracing::info!(player = %from, "message bounced; treating as leaving");
+    }
+    true
 }
 
 /// Answers a person who writes to the game server (a chat message with a body) with how to
@@ -169,7 +197,7 @@ async fn help(handle: &Handle, frontdoor: &Frontdoor, message: &Message) -> Resu
     handle.send(reply).await
 }
 
-async fn presence_handler(lobby: Arc<Lobby>, presence: Presence) {
+async fn presence_handler(door: State<Frontdoor>, _: Handle, presence: Presence) {
     if !matches!(
         presence.type_,
         PresenceType::Unavailable | PresenceType::Error
@@ -177,25 +205,27 @@ async fn presence_handler(lobby: Arc<Lobby>, presence: Presence) {
         return;
     }
     if let Some(from) = presence.from.as_ref().map(Jid::to_string)
-        && lobby.leave(&from)
+        && door.lobby.leave(&from)
     {
         tracing::info!(player = %from, "went offline");
     }
 }
 
-async fn leaderboard_handler(lobby: Arc<Lobby>, request: IqRequest) -> IqResult {
-    let store = lobby.store();
-    let rows: Vec<Entry> = match request.payload.attr("jid") {
+async fn leaderboard(
+    door: State<Frontdoor>,
+    _: Handle,
+    request: Request<LeaderboardQuery>,
+) -> Result<LeaderboardRows, StanzaError> {
+    let store = door.lobby.store();
+    let query = request.payload;
+    let rows: Vec<Entry> = match query.jid {
         Some(jid) => store
-            .get(jid)
-            .map(|stats| Entry {
-                jid: jid.to_owned(),
-                stats,
-            })
+            .get(&jid)
+            .map(|stats| Entry { jid, stats })
             .into_iter()
             .collect(),
         None => {
-            let limit = match request.payload.attr("max") {
+            let limit = match query.max {
                 None => LEADERBOARD_DEFAULT,
                 Some(max) => max
                     .trim()
@@ -212,33 +242,28 @@ async fn leaderboard_handler(lobby: Arc<Lobby>, request: IqRequest) -> IqResult 
             store.top(limit)
         }
     };
-    Ok(Some(leaderboard_element(&rows)))
+    Ok(leaderboard_rows(rows))
 }
 
-/// `<leaderboard xmlns='xmpp:game:pong'><player jid=.. rank=.. wins=.. .../></leaderboard>`.
-pub fn leaderboard_element(rows: &[Entry]) -> Element {
-    let mut board = Element::bare("leaderboard", NS);
-    for (rank, row) in rows.iter().enumerate() {
-        let mut player = Element::bare("player", NS);
-        for (name, value) in [
-            ("jid", row.jid.clone()),
-            ("rank", (rank + 1).to_string()),
-            ("wins", row.stats.wins.to_string()),
-            ("losses", row.stats.losses.to_string()),
-            ("points", row.stats.points.to_string()),
-            ("pointsagainst", row.stats.points_against.to_string()),
-        ] {
-            if let Ok(name) = NcName::try_from(name) {
-                player.attrs_mut().insert(Namespace::NONE, name, value);
-            }
-        }
-        board.append_child(player);
-    }
-    board
+/// Ranks `rows` (best first) for the wire.
+fn leaderboard_rows(rows: Vec<Entry>) -> LeaderboardRows {
+    let players = rows
+        .into_iter()
+        .enumerate()
+        .map(|(rank, Entry { jid, stats })| PlayerRow {
+            jid,
+            rank: rank + 1,
+            wins: stats.wins,
+            losses: stats.losses,
+            points: stats.points,
+            points_against: stats.points_against,
+        })
+        .collect();
+    LeaderboardRows { players }
 }
 
-async fn disco_items(lobby: Arc<Lobby>, handle: Handle) -> Vec<Item> {
-    lobby
+async fn disco_items(door: State<Frontdoor>, handle: Handle, _: IqRequest) -> Vec<Item> {
+    door.lobby
         .waiting()
         .into_iter()
         .filter_map(|waiting| {
