@@ -1,7 +1,7 @@
 //! `xmpp-webstatus`: a web presence gateway built as an XMPP external component.
 //!
 //! XMPP users register with the component (XEP-0077 form, adding it as a contact, or chat
-//! commands); it subscribes to their presence and serves their live status over HTTP under
+//! commands) and change settings by chat or from their client's commands menu (XEP-0050); it subscribes to their presence and serves their live status over HTTP under
 //! an opaque, rotatable token: an HTML snippet for iframes (live via Server-Sent Events),
 //! an SVG badge, JSON with CORS, and plain text.
 //!
@@ -14,9 +14,10 @@
 //! - [`limits`]: admission of new registrations (allowed domains, user cap, per-domain rate).
 //! - [`options`]: the gateway's flags and config-file keys, validated.
 //! - [`app`]: the registration operations, store first, then the live table.
-//! - [`register`]: XEP-0077 / XEP-0004 form building and parsing (pure).
+//! - [`register`]: the XEP-0077 form and what a submitted one sets (pure).
 //! - [`commands`]: chat command parsing and texts (pure).
-//! - [`service`]: the XMPP router and handlers.
+//! - [`service`]: the XMPP router and handlers (registration via the framework's `ibr`).
+//! - [`menu`]: the settings as XEP-0050 ad-hoc commands.
 //! - [`prober`]: probing everyone after each (re)connect.
 //! - [`render`]: HTML, SVG, JSON, text, events, escaping, CSP.
 //! - [`http`]: the axum app with uniform 404s and caching headers.
@@ -29,6 +30,7 @@ pub mod app;
 pub mod commands;
 pub mod http;
 pub mod limits;
+pub mod menu;
 pub mod options;
 pub mod presence;
 pub mod prober;

@@ -1,6 +1,7 @@
 //! The XMPP side: the [`router`] and its handlers. Each handler is a thin adapter between
 //! stanzas and [`App`] operations: registration (XEP-0077), the subscription handshake in
-//! both directions (RFC 6121), presence ingestion and chat commands.
+//! both directions (RFC 6121), presence ingestion and chat commands (also offered as
+//! XEP-0050 commands by [`crate::menu`]).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -27,7 +28,7 @@ use crate::store::{Consent, Options};
 /// The component's router: identity, registration, presence, messages, probing on connect.
 pub fn router(app: App, reprobe_every: Option<Duration>) -> StateRouter<App> {
     let generation = Arc::new(AtomicU64::new(0));
-    Router::with_state(app)
+    let router = Router::with_state(app)
         .identity("component", "presence", "Web presence")
         .software("xmpp-webstatus", env!("CARGO_PKG_VERSION"))
         .registration()
@@ -40,11 +41,12 @@ pub fn router(app: App, reprobe_every: Option<Duration>) -> StateRouter<App> {
                 Arc::clone(&generation),
                 reprobe_every,
             )
-        })
+        });
+    crate::menu::commands(router)
 }
 
 /// The bare part of a JID's normalised text, without allocating.
-fn bare_str(jid: &Jid) -> &str {
+pub(crate) fn bare_str(jid: &Jid) -> &str {
     let text = jid.as_str();
     text.split_once('/').map_or(text, |(bare, _)| bare)
 }
@@ -304,12 +306,29 @@ async fn on_message(app: State<App>, handle: Handle, message: Message) -> Result
         return Ok(());
     };
     let us = message.to.clone().unwrap_or_else(|| handle.jid().clone());
+    let (text, after) = perform(&app, handle.jid(), from, Command::parse(body)).await;
+    handle
+        .send(chat(&us, from, message.type_.clone(), text))
+        .await?;
+    for stanza in after {
+        handle.send(stanza).await?;
+    }
+    Ok(())
+}
+
+/// Runs one command for `from`, sent as a chat command or from a client's commands menu:
+/// the text to answer and the stanzas to send after it (`domain` is our own JID).
+pub(crate) async fn perform(
+    app: &App,
+    domain: &Jid,
+    from: &Jid,
+    command: Command,
+) -> (String, Vec<Stanza>) {
     let jid = bare_str(from).to_owned();
     let user = Jid::from(from.to_bare());
-    let domain = handle.jid().clone();
     let settings = app.settings();
     let mut after: Vec<Stanza> = Vec::new();
-    let outcome: Result<String, AppError> = match Command::parse(body) {
+    let outcome: Result<String, AppError> = match command {
         Command::Help => Ok(commands::help(&settings.domain)),
         Command::Unknown(text) => Ok(commands::unknown_command(&text, &settings.domain)),
         Command::Url => Ok(match app.registry().record(&jid) {
@@ -321,7 +340,7 @@ async fn on_message(app: State<App>, handle: Handle, message: Message) -> Result
             // As after the form: ask for their presence even if we think we have it. If we
             // do, their server answers `subscribed` by itself; if not (e.g. an unsolicited
             // `subscribed` that ejabberd passed on without a subscription), they are asked.
-            after.push(presence(PresenceType::Subscribe, &domain, &user).into());
+            after.push(presence(PresenceType::Subscribe, domain, &user).into());
             if registered.created {
                 commands::your_url(&url, true)
             } else {
@@ -357,7 +376,7 @@ async fn on_message(app: State<App>, handle: Handle, message: Message) -> Result
         }),
         Command::Unregister => app.unregister(&jid).await.map(|existed| {
             if existed {
-                after = goodbye(&domain, &user);
+                after = goodbye(domain, &user);
                 "You are unregistered: your data is deleted and your URL no longer works."
                     .to_owned()
             } else {
@@ -371,17 +390,11 @@ async fn on_message(app: State<App>, handle: Handle, message: Message) -> Result
             refusal.to_string()
         }
         error => {
-            tracing::error!(%error, user = %jid, "chat command failed");
+            tracing::error!(%error, user = %jid, "command failed");
             "Sorry, that failed on our side; please try again later.".to_owned()
         }
     });
-    handle
-        .send(chat(&us, from, message.type_.clone(), text))
-        .await?;
-    for stanza in after {
-        handle.send(stanza).await?;
-    }
-    Ok(())
+    (text, after)
 }
 
 #[cfg(test)]
