@@ -432,6 +432,46 @@ async def test_directed_presence_after_a_revocation_stays_hidden(server, webstat
                          lambda f: any(check(f) for check in either), 5.0, "status shown again")
 
 
+# -- settings from the commands menu (XEP-0050, issue 10) -------------------------------------------
+COMMANDS_NS = "http://jabber.org/protocol/commands"
+
+
+def command_of(reply) -> ET.Element:
+    element = reply.xml.find(f"{{{COMMANDS_NS}}}command")
+    assert element is not None, reply
+    return element
+
+
+async def run_command(c, node: str, yes: bool) -> ET.Element:
+    """Executes `node` as a client's commands menu does: the form, then a submission."""
+    first = command_of(await c.iq(DOMAIN, f"<command xmlns='{COMMANDS_NS}' node='{node}' action='execute'/>", "set"))
+    assert first.get("status") == "executing", ET.tostring(first)
+    assert first.find(f"{{{DATA_NS}}}x") is not None, "a form to fill"
+    submit = (f"<command xmlns='{COMMANDS_NS}' node='{node}' sessionid='{first.get('sessionid')}' "
+              f"action='complete'><x xmlns='{DATA_NS}' type='submit'><field var='yes'>"
+              f"<value>{int(yes)}</value></field></x></command>")
+    done = command_of(await c.iq(DOMAIN, submit, "set"))
+    assert done.get("status") == "completed", ET.tostring(done)
+    return done
+
+
+async def test_settings_from_the_commands_menu(server, webstatus):
+    """The settings are XEP-0050 commands a client lists and runs (Gajim, Conversations…)."""
+    async with registered(server, webstatus) as (c, token):
+        assert COMMANDS_NS in disco_features(await c.disco_info(DOMAIN))
+        items = await c.iq(DOMAIN, f"<query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS_NS}'/>")
+        nodes = {i.get("node") for i in items.xml.iter("{http://jabber.org/protocol/disco#items}item")}
+        assert nodes == {"status", "jid", "new-url", "unregister"}, nodes
+        c.xmpp.send_presence(pshow="away", pstatus="lunch")
+        await expect_all(webstatus, token, "away")                  # the status text is hidden
+        await run_command(c, "status", yes=True)
+        await expect_all(webstatus, token, "away", "lunch")
+        done = await run_command(c, "unregister", yes=True)
+        assert "unregistered" in ET.tostring(done, encoding="unicode")
+        await wait_until(lambda: webstatus.get(webstatus.url(token, ".txt")),
+                         lambda r: r.status == 404, LIVE, "the page is gone")
+
+
 # -- registration limits (issue 9) -----------------------------------------------------------------
 def limited(server, webstatus_bin, components, tmp_path, *args: str) -> Webstatus:
     return Webstatus(components, webstatus_bin, server, tmp_path, extra_args=list(args)).start()
