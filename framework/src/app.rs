@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{ComponentArgs, ComponentOptions};
+use crate::args::{Cli, ComponentArgs, ComponentOptions};
 use crate::component::Component;
 use crate::config::Config;
 use crate::error::Error;
@@ -55,6 +55,18 @@ pub fn run_with_metrics(
         let component = Component::with_registry(config, router, registry);
         exit_code(component.run(shutdown_signal()).await)
     })
+}
+
+impl<O: ComponentOptions> Cli<O> {
+    /// Parses the process's command line and runs [`serve`] with it.
+    pub fn serve<F, Fut>(make_service: F) -> ExitCode
+    where
+        F: FnOnce(Setup<O>) -> Fut,
+        Fut: Future<Output = Result<Service, Error>>,
+    {
+        let cli = <Self as clap::Parser>::parse();
+        serve(cli.component, cli.options, make_service)
+    }
 }
 
 /// A whole service for [`serve`]: the XMPP router, and optionally an HTTP app served beside

@@ -188,6 +188,20 @@ impl<T: Args + Serialize + DeserializeOwned + Send + 'static> ComponentOptions f
 #[serde(deny_unknown_fields)]
 pub struct NoOptions {}
 
+/// A component's whole command line: the framework's flags plus its own options `O`
+/// ([`NoOptions`] for none). `Cli::<MyOptions>::serve(start)` parses it and runs
+/// [`crate::serve`]; a binary that wants its own `--version` and `--help` text declares a
+/// struct like this one with `#[command(version, about)]` instead.
+#[derive(Debug, clap::Parser)]
+pub struct Cli<O: Args> {
+    /// The framework's flags.
+    #[command(flatten)]
+    pub component: ComponentArgs,
+    /// The component's own.
+    #[command(flatten)]
+    pub options: O,
+}
+
 impl ComponentArgs {
     /// Merges flags/environment with the `--config` file and validates the result; a key
     /// in the file that is not a framework option is an error.

@@ -110,7 +110,7 @@ pub use app::{
     shutdown_signal,
 };
 #[cfg(feature = "cli")]
-pub use args::{ComponentArgs, ComponentOptions, NoOptions};
+pub use args::{Cli, ComponentArgs, ComponentOptions, NoOptions};
 pub use component::Component;
 pub use config::{Config, LogFormat, Secret};
 pub use error::{CertificateProblem, Error, RequestError, SendError, StreamErrorInfo};
