@@ -280,9 +280,7 @@ mod with_options {
         let flag = load(&["counter", "--config", config, "--http", "127.0.0.1:9000"]);
         assert_eq!(flag.expect("valid"), Some(([127, 0, 0, 1], 9000).into()));
         std::fs::write(&file, format!("{toml}htp = '127.0.0.1:1'\n")).expect("write");
-        let typo = load(&["counter", "--config", config])
-            .err()
-            .expect("an error");
+        let typo = load(&["counter", "--config", config]).expect_err("an error");
         assert!(typo.to_string().contains("htp"), "{typo}");
         std::fs::remove_file(&file).ok();
     }
