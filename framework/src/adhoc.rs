@@ -180,7 +180,6 @@ impl Commands {
             "cancel" => Action::Cancel,
             _ => return Err(command_error("bad-action", "this command cannot do that")),
         };
-        let form = SubmittedForm::in_payload(payload)?;
         let (session_id, step) = match payload.attr("sessionid") {
             None if action == Action::Cancel => {
                 return Err(command_error("bad-sessionid", "no session to cancel"));
@@ -192,6 +191,14 @@ impl Commands {
             self.close(&session_id);
             return Ok(reply(&node, &session_id, "canceled", Vec::new()));
         }
+        // After the cancel: a client may cancel with a `cancel` form, which is no submission.
+        let form = match SubmittedForm::in_payload(payload) {
+            Ok(form) => form,
+            Err(error) => {
+                self.close(&session_id);
+                return Err(error.into());
+            }
+        };
         let request = CommandRequest {
             from,
             node: node.clone(),
@@ -519,14 +526,35 @@ mod tests {
         )
         .await;
         let session = answer(&again).attr("sessionid").expect("id").to_owned();
+        let cancel_form = "<x xmlns='jabber:x:data' type='cancel'/>";
         let cancel = ask(
             &router,
             &mut link,
             "set",
-            &command("wizard", "cancel", Some(&session), ""),
+            &command("wizard", "cancel", Some(&session), cancel_form),
         )
         .await;
         assert_eq!(answer(&cancel).attr("status"), Some("canceled"));
+        assert_eq!(router.commands.open_sessions(), 0);
+
+        // A malformed submission is refused and ends its session.
+        let open = ask(
+            &router,
+            &mut link,
+            "set",
+            &command("settings", "execute", None, ""),
+        )
+        .await;
+        let session = answer(&open).attr("sessionid").expect("id").to_owned();
+        let form = "<x xmlns='jabber:x:data' type='form'/>";
+        let wrong = ask(
+            &router,
+            &mut link,
+            "set",
+            &command("settings", "complete", Some(&session), form),
+        )
+        .await;
+        assert_eq!(condition(&wrong).as_deref(), Some("bad-request"));
         assert_eq!(router.commands.open_sessions(), 0);
 
         let bad = ask(
