@@ -428,19 +428,28 @@ fn ball_position_pong(x: f64, y: f64) -> Element {
 
 /// The payload of [`ball_position`], serialised once for every recipient of a tick.
 pub fn ball_position_payload(x: f64, y: f64) -> SharedPayload {
-    high_rate_payload(ball_position_pong(x, y))
+    let (x, y) = (number(x), number(y));
+    high_rate_payload(&format!(
+        "<action>ballposition</action><x>{x}</x><y>{y}</y>"
+    ))
 }
 
 /// The payload of [`opponent_paddle`], serialised once for every recipient.
 pub fn opponent_paddle_payload(side: Side, y: f64) -> SharedPayload {
-    high_rate_payload(opponent_paddle_pong(side, y))
+    let (y, side) = (number(y), side.index());
+    high_rate_payload(&format!(
+        "<action>opponentPaddleUpdate</action><y>{y}</y><side>{side}</side>"
+    ))
 }
 
-/// A high-rate payload: the `<pong/>` element plus both no-store hints, no body.
-fn high_rate_payload(pong: Element) -> SharedPayload {
-    let no_store = Element::bare("no-store", NS_HINTS);
-    let no_permanent_store = Element::bare("no-permanent-store", NS_HINTS);
-    SharedPayload::new([&pong, &no_store, &no_permanent_store])
+/// A high-rate payload: `<pong/>` with `children` plus both no-store hints, no body.
+/// Written as text: every value in it is a number, and encoding elements through minidom
+/// was a third of the game server's CPU at 1,000 games.
+fn high_rate_payload(children: &str) -> SharedPayload {
+    SharedPayload::from_trusted_xml(format!(
+        "<pong xmlns='{NS}'>{children}</pong><no-store xmlns='{NS_HINTS}'/>\
+         <no-permanent-store xmlns='{NS_HINTS}'/>"
+    ))
 }
 
 /// `opponentPaddleUpdate`: the paddle of `side` moved to `y` (high rate: no body).
@@ -920,5 +929,31 @@ mod tests {
         assert_eq!(number(-12.34), "-12.3");
         assert_eq!(number(-0.44), "-0.4");
         assert_eq!(number(f64::NAN), "0");
+    }
+
+    /// The text-written high-rate payloads are the same elements as the built ones.
+    #[test]
+    fn high_rate_payloads_match_the_built_elements() {
+        let parse = |payload: &SharedPayload| -> Vec<Element> {
+            let xml = std::str::from_utf8(payload.as_bytes()).expect("UTF-8");
+            let root: Element = format!("<r xmlns='urn:r'>{xml}</r>").parse().expect("XML");
+            root.children().cloned().collect()
+        };
+        let hints = [
+            Element::bare("no-store", NS_HINTS),
+            Element::bare("no-permanent-store", NS_HINTS),
+        ];
+        for (x, y) in [(0.0, 0.0), (12.34, -0.05), (-3.0, 480.0), (f64::NAN, 1e300)] {
+            let built = [ball_position_pong(x, y), hints[0].clone(), hints[1].clone()];
+            assert_eq!(parse(&ball_position_payload(x, y)), built, "{x} {y}");
+            for side in [Side::Left, Side::Right] {
+                let built = [
+                    opponent_paddle_pong(side, y),
+                    hints[0].clone(),
+                    hints[1].clone(),
+                ];
+                assert_eq!(parse(&opponent_paddle_payload(side, y)), built, "{y}");
+            }
+        }
     }
 }
