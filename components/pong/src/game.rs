@@ -241,6 +241,8 @@ pub(crate) struct Context {
 struct Player {
     jid: String,
     bare: String,
+    /// `jid` parsed once, for the per-tick messages.
+    address: Option<Jid>,
 }
 
 /// How a game ended.
@@ -253,7 +255,8 @@ struct Outcome {
 struct Game {
     cx: Context,
     players: [Option<Player>; 2],
-    spectators: Vec<String>,
+    /// Parsed once when they start watching.
+    spectators: Vec<Jid>,
     paddles: [f64; 2],
     ball: Ball,
     score: [u32; 2],
@@ -446,7 +449,11 @@ impl Game {
                     Viewer::Player(side),
                     &self.cx.name,
                 ));
-                self.players[side.index()] = Some(Player { jid, bare });
+                self.players[side.index()] = Some(Player {
+                    address: Jid::new(&jid).ok(),
+                    jid,
+                    bare,
+                });
             }
             Command::Resend { jid } => {
                 let viewer = self.side_of(&jid).map_or(Viewer::Spectator, Viewer::Player);
@@ -463,7 +470,7 @@ impl Game {
             Command::Spectate { jid } => {
                 // The lobby caps spectators, but an `Unspectate` can be dropped on a full
                 // inbox: never hold one JID twice, nor more than the cap.
-                let known = self.spectators.contains(&jid);
+                let known = self.spectators.iter().any(|s| s.as_str() == jid);
                 if !known && self.spectators.len() >= self.cx.settings.max_spectators {
                     return;
                 }
@@ -476,12 +483,12 @@ impl Game {
                 if self.running {
                     self.send_now(protocol::score_update(&jid, self.score));
                 }
-                if !known {
-                    self.spectators.push(jid);
+                if let (false, Ok(address)) = (known, Jid::new(&jid)) {
+                    self.spectators.push(address);
                 }
             }
             Command::Unspectate { jid } => {
-                self.spectators.retain(|s| *s != jid);
+                self.spectators.retain(|s| s.as_str() != jid);
             }
         }
     }
@@ -516,7 +523,7 @@ impl Game {
             .iter()
             .flatten()
             .map(|p| p.jid.clone())
-            .chain(self.spectators.iter().cloned())
+            .chain(self.spectators.iter().map(|s| s.as_str().to_owned()))
             .collect()
     }
 
@@ -607,19 +614,19 @@ impl Game {
             if let Some(player) = player
                 && skip.map(Side::index) != Some(index)
             {
-                self.send_shared(&player.jid, payload);
+                self.send_shared(player.address.as_ref(), payload);
             }
         }
         for spectator in &self.spectators {
-            self.send_shared(spectator, payload);
+            self.send_shared(Some(spectator), payload);
         }
     }
 
     /// Queues a headline with `payload` to `to` without waiting; counts drops.
-    fn send_shared(&self, to: &str, payload: &SharedPayload) {
+    fn send_shared(&self, to: Option<&Jid>, payload: &SharedPayload) {
         let metrics = &self.cx.metrics;
-        let sent = Jid::new(to).ok().map(|to| {
-            let message = SharedMessage::new(to, MessageType::Headline, payload.clone());
+        let sent = to.map(|to| {
+            let message = SharedMessage::new(to.clone(), MessageType::Headline, payload.clone());
             self.cx.sink.try_send_shared(message)
         });
         match sent {
