@@ -470,7 +470,10 @@ impl Game {
             Command::Spectate { jid } => {
                 // The lobby caps spectators, but an `Unspectate` can be dropped on a full
                 // inbox: never hold one JID twice, nor more than the cap.
-                let known = self.spectators.iter().any(|s| s.as_str() == jid);
+                let Ok(address) = Jid::new(&jid) else {
+                    return;
+                };
+                let known = self.spectators.contains(&address);
                 if !known && self.spectators.len() >= self.cx.settings.max_spectators {
                     return;
                 }
@@ -483,12 +486,14 @@ impl Game {
                 if self.running {
                     self.send_now(protocol::score_update(&jid, self.score));
                 }
-                if let (false, Ok(address)) = (known, Jid::new(&jid)) {
+                if !known {
                     self.spectators.push(address);
                 }
             }
             Command::Unspectate { jid } => {
-                self.spectators.retain(|s| s.as_str() != jid);
+                if let Ok(address) = Jid::new(&jid) {
+                    self.spectators.retain(|s| *s != address);
+                }
             }
         }
     }
