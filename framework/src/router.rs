@@ -760,41 +760,11 @@ async fn dispatch_invalid(handle: &Handle, invalid: InvalidStanza) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use crate::test_support::{inbound as parse, sent, setup_for};
     use tokio::sync::mpsc;
 
     fn setup() -> (Handle, mpsc::Receiver<crate::handle::Queued>) {
-        Handle::new(
-            Jid::new("echo.localhost").expect("jid"),
-            16,
-            Duration::from_secs(1),
-        )
-    }
-
-    /// Parses one stanza the way the reader does (typed, through the stream parser).
-    fn parse(xml: &str) -> Inbound {
-        let mut parser = crate::xmlstream::StreamParser::new(1 << 20);
-        let mut out = None;
-        let doc = format!(
-            "<stream:stream xmlns='jabber:component:accept' \
-             xmlns:stream='http://etherx.jabber.org/streams' id='x'>{xml}"
-        );
-        parser
-            .feed(doc.as_bytes(), |event| match event {
-                crate::xmlstream::StreamEvent::Stanza(s) => out = Some(Inbound::Stanza(s)),
-                crate::xmlstream::StreamEvent::Invalid(i) => out = Some(Inbound::Invalid(i)),
-                _ => {}
-            })
-            .expect("well-formed test XML");
-        out.expect("one stanza")
-    }
-
-    /// A sent stanza as an element, to inspect it like the server would.
-    fn sent(rx: &mut mpsc::Receiver<crate::handle::Queued>) -> Option<Element> {
-        let stanza = rx.try_recv().ok()?.stanza;
-        let mut bytes = Vec::new();
-        crate::serialize::serialize(&stanza, &mut bytes);
-        String::from_utf8(bytes).ok()?.parse().ok()
+        setup_for("echo.localhost")
     }
 
     fn error_condition(reply: &Element) -> Option<String> {

@@ -13,11 +13,12 @@ use crate::router::{Inbound, Router};
 
 /// A handle for `c.localhost` and the receiving end of its outbound queue.
 pub(crate) fn setup() -> (Handle, mpsc::Receiver<Queued>) {
-    Handle::new(
-        Jid::new("c.localhost").expect("jid"),
-        16,
-        Duration::from_secs(1),
-    )
+    setup_for("c.localhost")
+}
+
+/// A handle for `domain` and the receiving end of its outbound queue.
+pub(crate) fn setup_for(domain: &str) -> (Handle, mpsc::Receiver<Queued>) {
+    Handle::new(Jid::new(domain).expect("jid"), 16, Duration::from_secs(1))
 }
 
 /// The next stanza the component queued, as an element.
@@ -28,7 +29,8 @@ pub(crate) fn sent(rx: &mut mpsc::Receiver<Queued>) -> Option<Element> {
     String::from_utf8(bytes).ok()?.parse().ok()
 }
 
-/// One stanza, parsed inside a component stream as the reader does.
+/// One stanza, parsed inside a component stream as the reader does (typed, or the
+/// reader's invalid-stanza report).
 pub(crate) fn inbound(xml: &str) -> Inbound {
     let mut parser = crate::xmlstream::StreamParser::new(1 << 20);
     let mut out = None;
@@ -37,10 +39,10 @@ pub(crate) fn inbound(xml: &str) -> Inbound {
          xmlns:stream='http://etherx.jabber.org/streams' id='x'>{xml}"
     );
     parser
-        .feed(doc.as_bytes(), |event| {
-            if let crate::xmlstream::StreamEvent::Stanza(s) = event {
-                out = Some(Inbound::Stanza(s));
-            }
+        .feed(doc.as_bytes(), |event| match event {
+            crate::xmlstream::StreamEvent::Stanza(s) => out = Some(Inbound::Stanza(s)),
+            crate::xmlstream::StreamEvent::Invalid(i) => out = Some(Inbound::Invalid(i)),
+            _ => {}
         })
         .expect("well-formed test XML");
     out.expect("one stanza")
