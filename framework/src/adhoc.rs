@@ -400,6 +400,18 @@ mod tests {
         )
     }
 
+    /// Sends one `<command/>` step from `a@localhost/r`; returns the reply.
+    async fn step(
+        router: &Arc<Router>,
+        link: &mut (Handle, tokio::sync::mpsc::Receiver<crate::handle::Queued>),
+        node: &str,
+        action: &str,
+        session: Option<&str>,
+        inner: &str,
+    ) -> Element {
+        ask(router, link, "set", &command(node, action, session, inner)).await
+    }
+
     fn answer(reply: &Element) -> &Element {
         reply
             .get_child("command", NS_COMMANDS)
@@ -455,13 +467,7 @@ mod tests {
     async fn a_form_then_a_submission_completes_and_closes_the_session() {
         let router = router();
         let mut link = setup();
-        let first = ask(
-            &router,
-            &mut link,
-            "set",
-            &command("settings", "execute", None, ""),
-        )
-        .await;
+        let first = step(&router, &mut link, "settings", "execute", None, "").await;
         let first = answer(&first);
         assert_eq!(first.attr("status"), Some("executing"));
         let actions = first.get_child("actions", NS_COMMANDS).expect("actions");
@@ -469,16 +475,30 @@ mod tests {
         assert!(first.has_child("x", ns::DATA_FORMS));
         let session = first.attr("sessionid").expect("a session id").to_owned();
 
-        let done = command("settings", "complete", Some(&session), LOUD);
-        let done = ask(&router, &mut link, "set", &done).await;
+        let done = step(
+            &router,
+            &mut link,
+            "settings",
+            "complete",
+            Some(&session),
+            LOUD,
+        )
+        .await;
         let done = answer(&done);
         assert_eq!(done.attr("status"), Some("completed"));
         let note = done.get_child("note", NS_COMMANDS).expect("a note");
         assert_eq!(note.text(), "loud=true step=1");
         assert_eq!(router.commands.open_sessions(), 0);
 
-        let reused = command("settings", "complete", Some(&session), LOUD);
-        let reused = ask(&router, &mut link, "set", &reused).await;
+        let reused = step(
+            &router,
+            &mut link,
+            "settings",
+            "complete",
+            Some(&session),
+            LOUD,
+        )
+        .await;
         assert_eq!(condition(&reused).as_deref(), Some("bad-request"));
         assert!(String::from(&reused).contains("bad-sessionid"));
     }
@@ -487,91 +507,53 @@ mod tests {
     async fn cancel_stages_and_handler_errors() {
         let router = router();
         let mut link = setup();
-        let first = ask(
-            &router,
-            &mut link,
-            "set",
-            &command("wizard", "execute", None, ""),
-        )
-        .await;
+        let first = step(&router, &mut link, "wizard", "execute", None, "").await;
         let session = answer(&first).attr("sessionid").expect("id").to_owned();
         let actions = answer(&first)
             .get_child("actions", NS_COMMANDS)
             .expect("actions");
         assert_eq!(actions.attr("execute"), Some("next"));
-        let next = ask(
-            &router,
-            &mut link,
-            "set",
-            &command("wizard", "next", Some(&session), ""),
-        )
-        .await;
+        let next = step(&router, &mut link, "wizard", "next", Some(&session), "").await;
         assert_eq!(answer(&next).attr("status"), Some("executing"));
         // The handler refuses a third step: the error reaches the user, the session ends.
-        let third = ask(
-            &router,
-            &mut link,
-            "set",
-            &command("wizard", "next", Some(&session), ""),
-        )
-        .await;
+        let third = step(&router, &mut link, "wizard", "next", Some(&session), "").await;
         assert_eq!(condition(&third).as_deref(), Some("conflict"));
         assert_eq!(router.commands.open_sessions(), 0);
 
-        let again = ask(
-            &router,
-            &mut link,
-            "set",
-            &command("wizard", "execute", None, ""),
-        )
-        .await;
+        let again = step(&router, &mut link, "wizard", "execute", None, "").await;
         let session = answer(&again).attr("sessionid").expect("id").to_owned();
         let cancel_form = "<x xmlns='jabber:x:data' type='cancel'/>";
-        let cancel = ask(
+        let cancel = step(
             &router,
             &mut link,
-            "set",
-            &command("wizard", "cancel", Some(&session), cancel_form),
+            "wizard",
+            "cancel",
+            Some(&session),
+            cancel_form,
         )
         .await;
         assert_eq!(answer(&cancel).attr("status"), Some("canceled"));
         assert_eq!(router.commands.open_sessions(), 0);
 
         // A malformed submission is refused and ends its session.
-        let open = ask(
-            &router,
-            &mut link,
-            "set",
-            &command("settings", "execute", None, ""),
-        )
-        .await;
+        let open = step(&router, &mut link, "settings", "execute", None, "").await;
         let session = answer(&open).attr("sessionid").expect("id").to_owned();
         let form = "<x xmlns='jabber:x:data' type='form'/>";
-        let wrong = ask(
+        let wrong = step(
             &router,
             &mut link,
-            "set",
-            &command("settings", "complete", Some(&session), form),
+            "settings",
+            "complete",
+            Some(&session),
+            form,
         )
         .await;
         assert_eq!(condition(&wrong).as_deref(), Some("bad-request"));
         assert_eq!(router.commands.open_sessions(), 0);
 
-        let bad = ask(
-            &router,
-            &mut link,
-            "set",
-            &command("wizard", "jump", None, ""),
-        )
-        .await;
+        let bad = step(&router, &mut link, "wizard", "jump", None, "").await;
         assert!(String::from(&bad).contains("bad-action"));
-        let unknown = ask(
-            &router,
-            &mut link,
-            "set",
-            &command("nope", "execute", None, ""),
-        )
-        .await;
+        let unknown = step(&router, &mut link, "nope", "execute", None, "").await;
         assert_eq!(condition(&unknown).as_deref(), Some("item-not-found"));
     }
 
@@ -579,13 +561,7 @@ mod tests {
     async fn a_session_belongs_to_its_requester() {
         let router = router();
         let mut link = setup();
-        let first = ask(
-            &router,
-            &mut link,
-            "set",
-            &command("settings", "execute", None, ""),
-        )
-        .await;
+        let first = step(&router, &mut link, "settings", "execute", None, "").await;
         let session = answer(&first).attr("sessionid").expect("id").to_owned();
         let stolen = format!(
             "<iq xmlns='jabber:component:accept' type='set' id='m' from='mallory@localhost/x' \
@@ -608,37 +584,26 @@ mod tests {
         let mut link = setup();
         let mut sessions = Vec::new();
         for _ in 0..MAX_SESSIONS_PER_REQUESTER {
-            let reply = ask(
-                &router,
-                &mut link,
-                "set",
-                &command("settings", "execute", None, ""),
-            )
-            .await;
+            let reply = step(&router, &mut link, "settings", "execute", None, "").await;
             sessions.push(answer(&reply).attr("sessionid").expect("id").to_owned());
         }
-        let one_more = ask(
-            &router,
-            &mut link,
-            "set",
-            &command("settings", "execute", None, ""),
-        )
-        .await;
+        let one_more = step(&router, &mut link, "settings", "execute", None, "").await;
         assert_eq!(condition(&one_more).as_deref(), Some("resource-constraint"));
 
         tokio::time::advance(SESSION_LIFETIME + Duration::from_secs(1)).await;
-        let late = command("settings", "complete", Some(&sessions[0]), LOUD);
-        let late = ask(&router, &mut link, "set", &late).await;
+        let late = step(
+            &router,
+            &mut link,
+            "settings",
+            "complete",
+            Some(&sessions[0]),
+            LOUD,
+        )
+        .await;
         assert_eq!(condition(&late).as_deref(), Some("not-allowed"));
         assert!(String::from(&late).contains("session-expired"));
         // Expired sessions no longer count against the requester.
-        let fresh = ask(
-            &router,
-            &mut link,
-            "set",
-            &command("settings", "execute", None, ""),
-        )
-        .await;
+        let fresh = step(&router, &mut link, "settings", "execute", None, "").await;
         assert_eq!(answer(&fresh).attr("status"), Some("executing"));
         assert_eq!(router.commands.open_sessions(), 1);
     }
