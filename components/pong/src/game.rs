@@ -760,8 +760,10 @@ mod tests {
     use tokio::task::JoinHandle;
 
     use crate::leaderboard::{BrokenDisk, MemoryStore, ResultStore};
-    use crate::outbound::{ChannelSink, StalledSink};
-    use crate::protocol::{NS, NS_STANZA};
+    use crate::outbound::{
+        ChannelSink, StalledSink, drain_sent, next_sent, pong_action as action, pong_field as field,
+    };
+    use crate::protocol::NS_STANZA;
 
     const ALICE: &str = "alice@localhost/a";
     const BOB: &str = "bob@localhost/b";
@@ -864,17 +866,6 @@ mod tests {
         }
     }
 
-    fn action(element: &Element) -> String {
-        field(element, "action").unwrap_or_default()
-    }
-
-    fn field(element: &Element, name: &str) -> Option<String> {
-        element
-            .get_child("pong", NS)?
-            .get_child(name, NS)
-            .map(|c| c.text())
-    }
-
     fn number(element: &Element, name: &str) -> f64 {
         field(element, name)
             .and_then(|n| n.parse().ok())
@@ -893,28 +884,13 @@ mod tests {
             self.expect(ALICE, "scoreupdate").await;
         }
 
-        /// The next stanza to `to` with `wanted` action, skipping others (bounded by
-        /// simulated time).
+        /// The next stanza to `to` with `wanted` action, skipping others.
         async fn expect(&mut self, to: &str, wanted: &str) -> Element {
-            let deadline = Instant::now() + Duration::from_secs(600);
-            loop {
-                let next = tokio::time::timeout_at(deadline, self.out.recv()).await;
-                let element = next
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| panic!("no {wanted} for {to}"));
-                if element.attr("to") == Some(to) && action(&element) == wanted {
-                    return element;
-                }
-            }
+            next_sent(&mut self.out, to, wanted).await
         }
 
         fn drain(&mut self) -> Vec<Element> {
-            let mut all = Vec::new();
-            while let Ok(e) = self.out.try_recv() {
-                all.push(e);
-            }
-            all
+            drain_sent(&mut self.out)
         }
 
         fn calls(&self) -> Vec<Call> {

@@ -599,8 +599,7 @@ impl Host for Lobby {
 mod tests {
     use super::*;
     use crate::leaderboard::{MemoryStore, ResultStore};
-    use crate::outbound::{ChannelSink, StalledSink};
-    use crate::protocol::NS;
+    use crate::outbound::{ChannelSink, StalledSink, drain_sent, next_sent, pong_field as field};
     use tokio::sync::mpsc::UnboundedReceiver;
     use xmpp_component::minidom::Element;
 
@@ -642,44 +641,14 @@ mod tests {
 
     use crate::leaderboard::BrokenDisk;
 
-    fn action(element: &Element) -> String {
-        element
-            .get_child("pong", NS)
-            .and_then(|p| p.get_child("action", NS))
-            .map(|a| a.text())
-            .unwrap_or_default()
-    }
-
-    fn field(element: &Element, name: &str) -> Option<String> {
-        element
-            .get_child("pong", NS)?
-            .get_child(name, NS)
-            .map(|c| c.text())
-    }
-
     impl Setup {
-        /// The next stanza to `to` with `wanted` action, skipping others (bounded by
-        /// simulated time).
+        /// The next stanza to `to` with `wanted` action, skipping others.
         async fn expect(&mut self, to: &str, wanted: &str) -> Element {
-            let deadline = Instant::now() + Duration::from_secs(600);
-            loop {
-                let next = tokio::time::timeout_at(deadline, self.out.recv()).await;
-                let element = next
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| panic!("no {wanted} for {to}"));
-                if element.attr("to") == Some(to) && action(&element) == wanted {
-                    return element;
-                }
-            }
+            next_sent(&mut self.out, to, wanted).await
         }
 
         fn drain(&mut self) -> Vec<Element> {
-            let mut all = Vec::new();
-            while let Ok(e) = self.out.try_recv() {
-                all.push(e);
-            }
-            all
+            drain_sent(&mut self.out)
         }
     }
 

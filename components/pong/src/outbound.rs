@@ -86,3 +86,46 @@ impl Sink for ChannelSink {
         self.try_send(element)
     }
 }
+
+/// The `<name/>` child of a sent stanza's `<pong/>` payload, as text (tests).
+#[cfg(test)]
+pub(crate) fn pong_field(element: &Element, name: &str) -> Option<String> {
+    let ns = crate::protocol::NS;
+    element
+        .get_child("pong", ns)?
+        .get_child(name, ns)
+        .map(|c| c.text())
+}
+
+/// The `<action/>` of a sent stanza's `<pong/>` payload; empty when it has none (tests).
+#[cfg(test)]
+pub(crate) fn pong_action(element: &Element) -> String {
+    pong_field(element, "action").unwrap_or_default()
+}
+
+/// The next stanza a [`ChannelSink`] got for `to` with action `wanted`, skipping others;
+/// panics after ten minutes of (simulated) time.
+#[cfg(test)]
+pub(crate) async fn next_sent(
+    out: &mut tokio::sync::mpsc::UnboundedReceiver<Element>,
+    to: &str,
+    wanted: &str,
+) -> Element {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let next = tokio::time::timeout_at(deadline, out.recv()).await;
+        let element = next
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no {wanted} for {to}"));
+        if element.attr("to") == Some(to) && pong_action(&element) == wanted {
+            return element;
+        }
+    }
+}
+
+/// Everything a [`ChannelSink`] holds now (tests).
+#[cfg(test)]
+pub(crate) fn drain_sent(out: &mut tokio::sync::mpsc::UnboundedReceiver<Element>) -> Vec<Element> {
+    std::iter::from_fn(|| out.try_recv().ok()).collect()
+}
