@@ -99,15 +99,6 @@ pub(crate) struct Commands {
     sessions: Mutex<HashMap<String, Session>>,
 }
 
-/// What the user asked for in `<command action='…'/>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Execute,
-    Next,
-    Complete,
-    Cancel,
-}
-
 impl Commands {
     /// Adds a command; `false` when `node` is taken.
     pub(crate) fn add<F, Fut>(&mut self, node: &str, name: &str, handler: F) -> bool
@@ -173,50 +164,44 @@ impl Commands {
         let Some(command) = self.commands.iter().find(|c| c.node == node) else {
             return Err(stanza_error(DefinedCondition::ItemNotFound, None));
         };
-        let action = match payload.attr("action").unwrap_or("execute") {
-            "execute" => Action::Execute,
-            "next" => Action::Next,
-            "complete" => Action::Complete,
-            "cancel" => Action::Cancel,
+        // `execute`, `next` and `complete` all submit the current step: the framework offers
+        // one of them at a time, and `prev` never.
+        let cancel = match payload.attr("action").unwrap_or("execute") {
+            "execute" | "next" | "complete" => false,
+            "cancel" => true,
             _ => return Err(command_error("bad-action", "this command cannot do that")),
         };
         let (session_id, step) = match payload.attr("sessionid") {
-            None if action == Action::Cancel => {
-                return Err(command_error("bad-sessionid", "no session to cancel"));
-            }
+            None if cancel => return Err(command_error("bad-sessionid", "no session to cancel")),
             None => (self.open(&node, &from)?, 0),
             Some(id) => (id.to_owned(), self.resume(id, &node, &from)?),
         };
-        if action == Action::Cancel {
+        if cancel {
             self.close(&session_id);
             return Ok(reply(&node, &session_id, "canceled", Vec::new()));
         }
         // After the cancel: a client may cancel with a `cancel` form, which is no submission.
-        let form = match SubmittedForm::in_payload(payload) {
-            Ok(form) => form,
-            Err(error) => {
-                self.close(&session_id);
-                return Err(error.into());
+        let outcome = match SubmittedForm::in_payload(payload) {
+            Ok(form) => {
+                let node = node.clone();
+                let request = CommandRequest {
+                    from,
+                    node,
+                    step,
+                    form,
+                };
+                (command.handler)(handle.clone(), request).await
             }
+            Err(error) => Err(error.into()),
         };
-        let request = CommandRequest {
-            from,
-            node: node.clone(),
-            step,
-            form,
-        };
-        let step = match (command.handler)(handle.clone(), request).await {
-            Ok(step) => step,
-            Err(error) => {
-                self.close(&session_id);
-                return Err(error);
-            }
-        };
-        let children = match step {
+        // A session ends when its command completes or fails.
+        if !matches!(outcome, Ok(CommandStep::Form(_) | CommandStep::Stage(_))) {
+            self.close(&session_id);
+        }
+        let children = match outcome? {
             CommandStep::Form(form) => vec![actions("complete", &["complete"]), form.into()],
             CommandStep::Stage(form) => vec![actions("next", &["next"]), form.into()],
             CommandStep::Completed { note, result } => {
-                self.close(&session_id);
                 let note = note.map(|text| {
                     Element::builder("note", NS_COMMANDS)
                         .attr(name("type"), "info")
