@@ -75,7 +75,7 @@ async fn toggle(
 ) -> Result<CommandStep, StanzaError> {
     let Some(record) = app.registry().record(bare_str(&request.from)) else {
         return Ok(CommandStep::completed(commands::not_registered(
-            handle.domain(),
+            &app.settings().domain,
         )));
     };
     let Some(form) = request.form else {
@@ -96,7 +96,7 @@ async fn confirm(
 ) -> Result<CommandStep, StanzaError> {
     if app.registry().record(bare_str(&request.from)).is_none() {
         return Ok(CommandStep::completed(commands::not_registered(
-            handle.domain(),
+            &app.settings().domain,
         )));
     }
     let Some(form) = request.form else {
