@@ -28,6 +28,10 @@ use crate::xmlstream::{NS_COMPONENT, NS_STREAM, ParseError, ParseMode, StreamEve
 /// Largest batch of serialised stanzas written with one syscall.
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// A batch of fan-out stanzas smaller than this waits one scheduler round for more
+/// before it is written.
+const COALESCE_BYTES: usize = 16 * 1024;
+
 /// The outbound queue plus whatever a dead connection failed to write.
 pub(crate) struct Outbox {
     pub(crate) queue: mpsc::Receiver<Queued>,
@@ -243,7 +247,9 @@ pub(crate) async fn write_loop(
                     let (mut batch, mut expired) = (0, 0);
                     let mut kinds = [0u64; 3];
                     let mut next = Some(first);
+                    let (mut yielded, mut fan_out) = (false, false);
                     while let Some(queued) = next {
+                        fan_out |= matches!(queued.stanza, Stanza::Shared(_));
                         if outbox.serialize_if_fresh(&queued, now) {
                             batch += 1;
                             match queued.stanza {
@@ -259,6 +265,20 @@ pub(crate) async fn write_loop(
                             break;
                         }
                         next = outbox.queue.try_recv().ok();
+                        if next.is_none()
+                            && !yielded
+                            && fan_out
+                            && outbox.unsent.len() < COALESCE_BYTES
+                        {
+                            // Fan-out traffic (shared payloads: a game's 30 Hz updates)
+                            // comes in bursts from many tasks: let those already woken
+                            // queue theirs first, so that one write carries many stanzas
+                            // (the syscall costs more than a stanza), at the price of one
+                            // scheduler round. Other stanzas are written at once.
+                            yielded = true;
+                            tokio::task::yield_now().await;
+                            next = outbox.queue.try_recv().ok();
+                        }
                     }
                     Counters::add(sent, batch);
                     let counters = handle.counters();

@@ -137,6 +137,66 @@ async fn queue_survives_a_reconnect_in_order() {
     running.stop().await.expect("clean stop");
 }
 
+/// The writer holds a small batch of shared (fan-out) messages for one scheduler round
+/// to write more at once: bursts from many tasks still arrive whole, each task's in its
+/// order, and a lone message after them is not held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_bursts_from_many_tasks_arrive_whole_and_in_order() {
+    use xmpp_component::xmpp_parsers::message::MessageType;
+    use xmpp_component::{SharedMessage, SharedPayload};
+
+    let mut server = TestServer::bind(DOMAIN, SECRET).await.expect("bind");
+    let component = Component::new(config(&server), Router::new());
+    let handle = component.handle();
+    let running = start(component);
+    server.accept().await.expect("handshake");
+    let (tasks, each) = (20, 30);
+    let senders: Vec<_> = (0..tasks)
+        .map(|task| {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                for seq in 0..each {
+                    let payload = SharedPayload::from_trusted_xml(format!(
+                        "<body xmlns='jabber:component:accept'>{task}:{seq}</body>"
+                    ));
+                    let to = jid(&format!("p{task}@localhost"));
+                    let message = SharedMessage::new(to, MessageType::Headline, payload);
+                    handle.send(message).await.expect("queued");
+                    if seq % 5 == 4 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.expect("sender task");
+    }
+    handle
+        .send(
+            Message::chat(Some(jid("bob@localhost"))).with_body(Default::default(), "last".into()),
+        )
+        .await
+        .expect("queued");
+    let mut next_seq = vec![0; tasks];
+    for _ in 0..tasks * each {
+        let element = server.recv().await.expect("fan-out stanza");
+        let text = body(&element).expect("body");
+        let (task, seq) = text.split_once(':').expect("task:seq");
+        let (task, seq): (usize, usize) = (task.parse().expect("task"), seq.parse().expect("seq"));
+        assert_eq!(
+            element.attr("to"),
+            Some(format!("p{task}@localhost").as_str())
+        );
+        assert_eq!(seq, next_seq[task], "task {task} out of order");
+        next_seq[task] += 1;
+    }
+    let last = server.recv().await.expect("the lone message");
+    assert_eq!(body(&last).as_deref(), Some("last"));
+    assert_eq!(handle.metrics().stanzas_sent, (tasks * each + 1) as u64);
+    running.stop().await.expect("clean stop");
+}
+
 #[tokio::test]
 async fn stanzas_older_than_the_queue_ttl_are_dropped_not_sent() {
     let mut server = TestServer::bind(DOMAIN, SECRET).await.expect("bind");

@@ -4,9 +4,9 @@
 //! Run: `cargo bench -p xmpp-pong` (env `BENCH_GAMES` = comma-separated game counts,
 //! default `500,1000,2000,4000`; `BENCH_SECONDS` = measurement window, default 10;
 //! `BENCH_MOVES_PER_SEC` = paddle moves each player sends per second, default 2;
-//! `BENCH_THREADS` = the component's `--worker-threads`, default 2; `BENCH_READER=raw`
-//! replaces the `TestServer` reader by a byte counter, to see the component's own limit;
-//! `BENCH_WRITES=0` turns off the background leaderboard traffic).
+//! `BENCH_THREADS` = the component's `--worker-threads`, default 2; `BENCH_READER` = how
+//! this process reads the component's output, see [`ReaderKind`]; `BENCH_WRITES=0` turns
+//! off the background leaderboard traffic).
 //!
 //! For each game count: start `xmpp-pong`, check in 2 × N players (matchmaking pairs
 //! them), wait until N games run, let them settle, then measure for the window:
@@ -150,10 +150,44 @@ fn field(metrics: &serde_json::Value, name: &str) -> u64 {
     metrics[name].as_u64().unwrap_or(0)
 }
 
-/// The server side of the component connection: the framework's `TestServer` (every
-/// stanza parsed with the framework's parser, the default), or a raw socket that only
-/// counts `<message` occurrences (`BENCH_READER=raw`), to see the component's own limit
-/// when the receiving side costs next to nothing.
+/// How this process reads the component's output (`BENCH_READER`).
+///
+/// At 2,000 games the component sends some 180,000 stanzas a second. Building a
+/// `minidom` element of each (`parsed`, the framework's `TestServer`) takes more than a
+/// core of this process, and even rxml's bare tokenizer takes 95% of one (measured:
+/// 134,000 stanzas/s): on a 2-core machine the bench, not the component, becomes the
+/// bottleneck, the component's queue to the server fills and its ticks wait for a core
+/// the reader holds. `raw` (the default) counts stanzas by byte patterns, costing next to
+/// nothing, and keeps the first [`RECORDED`] bytes of the stream, which rxml's tokenizer
+/// checks after the level: the output is well-formed XML and the pattern count agrees.
+#[derive(Clone, Copy, PartialEq)]
+enum ReaderKind {
+    Parsed,
+    Raw,
+}
+
+impl ReaderKind {
+    fn from_env() -> Result<Self, String> {
+        match std::env::var("BENCH_READER").as_deref() {
+            Err(_) | Ok("raw") => Ok(ReaderKind::Raw),
+            Ok("parsed") => Ok(ReaderKind::Parsed),
+            Ok(other) => Err(format!("BENCH_READER={other}: want raw or parsed")),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ReaderKind::Parsed => "parsed",
+            ReaderKind::Raw => "raw",
+        }
+    }
+}
+
+/// How much of the stream the raw reader keeps for the well-formedness check.
+const RECORDED: usize = 32 << 20;
+
+/// The server side of the component connection: the framework's `TestServer`, or a
+/// socket read by a byte counter (see [`ReaderKind`]).
 enum Reader {
     Parsed(Box<ServerReader>),
     Raw(OwnedReadHalf),
@@ -174,8 +208,8 @@ impl Writer {
 }
 
 /// Listens for the component; returns its address and a future accepting it.
-async fn listen(raw: bool) -> Result<(String, Listener), String> {
-    if raw {
+async fn listen(kind: ReaderKind) -> Result<(String, Listener), String> {
+    if kind == ReaderKind::Raw {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| e.to_string())?;
@@ -255,13 +289,15 @@ impl Listener {
     }
 }
 
-/// Reads until `stop`, counting stanzas and ball positions.
+/// Reads until `stop`, counting stanzas and ball positions; the raw reader returns the
+/// first [`RECORDED`] bytes it read.
 async fn read_all(
     reader: Reader,
     received: Arc<AtomicU64>,
     balls: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) -> Result<(), String> {
+) -> Result<Vec<u8>, String> {
+    let mut recording = Vec::new();
     match reader {
         Reader::Parsed(mut reader) => {
             while !stop.load(Relaxed) {
@@ -293,7 +329,10 @@ async fn read_all(
                     .await
                     .map_err(|e| e.to_string())?;
                 if n == 0 {
-                    return Ok(());
+                    break;
+                }
+                if recording.len() < RECORDED {
+                    recording.extend_from_slice(&buf[carry..carry + n]);
                 }
                 let data = &buf[..carry + n];
                 let count = |pattern: &[u8]| {
@@ -319,6 +358,73 @@ async fn read_all(
             }
         }
     }
+    Ok(recording)
+}
+
+/// Tokenizes `recording` (the stream after the handshake, possibly cut mid-stanza) with
+/// rxml's `RawParser`: an error on any byte that is not well-formed XML. Returns the
+/// `<message/>` stanzas (closed under the stream element) and the
+/// `<action>ballposition</action>` among them.
+fn check_well_formed(recording: &[u8]) -> Result<(u64, u64), String> {
+    use rxml::Parse;
+    use rxml::error::EndOrError;
+    use rxml::parser::{RawEvent, RawParser};
+
+    let mut parser = RawParser::new();
+    // The stream header went by before the handshake; give the parser one to nest in.
+    let header: &[u8] = b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' \
+                          xmlns='jabber:component:accept'>";
+    let (mut messages, mut balls, mut depth) = (0, 0, 0usize);
+    let (mut in_message, mut in_action, mut action_text) = (false, false, String::new());
+    for mut data in [header, recording] {
+        loop {
+            match parser.parse(&mut data, false) {
+                Ok(Some(RawEvent::ElementHeadOpen(_, (_, name)))) => {
+                    depth += 1;
+                    if depth == 2 {
+                        in_message = name.as_str() == "message";
+                    }
+                    in_action = name.as_str() == "action";
+                    action_text.clear();
+                }
+                Ok(Some(RawEvent::Text(_, text))) if in_action => action_text.push_str(&text),
+                Ok(Some(RawEvent::ElementFoot(_))) => {
+                    balls += u64::from(in_action && action_text == "ballposition");
+                    in_action = false;
+                    depth -= 1;
+                    messages += u64::from(depth == 1 && in_message);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return Err("the component ended its stream".into()),
+                Err(EndOrError::NeedMoreData) => break,
+                Err(EndOrError::Error(e)) => return Err(format!("not well-formed XML: {e}")),
+            }
+        }
+    }
+    Ok((messages, balls))
+}
+
+/// Checks the raw reader's recording: well-formed, and counted alike by the byte
+/// patterns (a stanza cut at the end of the recording is counted by them only).
+fn check_recording(recording: &[u8]) -> Result<(), String> {
+    let (parsed, balls) = check_well_formed(recording)?;
+    let count = |pattern: &[u8]| {
+        recording
+            .windows(pattern.len())
+            .filter(|w| *w == pattern)
+            .count() as u64
+    };
+    let (messages, ball_patterns) = (count(b"<message"), count(b"ballposition</action>"));
+    if parsed == 0
+        || balls == 0
+        || messages.abs_diff(parsed) > 1
+        || ball_patterns.abs_diff(balls) > 1
+    {
+        return Err(format!(
+            "recording: rxml counted {parsed} messages, {balls} ball positions; \
+             the byte patterns {messages} and {ball_patterns}"
+        ));
+    }
     Ok(())
 }
 
@@ -340,8 +446,7 @@ struct Row {
 }
 
 async fn run_level(games: usize, seconds: u64, moves_per_sec: f64) -> Result<Row, String> {
-    let raw = std::env::var("BENCH_READER").is_ok_and(|v| v == "raw");
-    let (addr, listener) = listen(raw).await?;
+    let (addr, listener) = listen(ReaderKind::from_env()?).await?;
     let http = free_port()?;
     let writes = std::env::var("BENCH_WRITES").map_or(true, |v| v != "0");
     let data =
@@ -470,7 +575,13 @@ async fn run_level(games: usize, seconds: u64, moves_per_sec: f64) -> Result<Row
     let recv1 = received.load(Relaxed);
     stop.store(true, Relaxed);
     moving.abort();
-    let _ = reading.await;
+    let recording = reading
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("reader: {e}"))?;
+    if !recording.is_empty() {
+        check_recording(&recording)?;
+    }
     drop(pong);
 
     let (b0, b1) = (buckets(&m0), buckets(&m1));
@@ -502,7 +613,7 @@ async fn main() -> Result<(), String> {
         .collect();
     let seconds: u64 = env_or("BENCH_SECONDS", 10);
     let moves: f64 = env_or("BENCH_MOVES_PER_SEC", 2.0);
-    let reader = std::env::var("BENCH_READER").unwrap_or_else(|_| "parsed".into());
+    let reader = ReaderKind::from_env()?.name();
     let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
     println!(
         "xmpp-pong load: 30 Hz, {seconds} s window per level, {moves} paddle moves/s per player, \
