@@ -153,11 +153,11 @@ fn field(metrics: &serde_json::Value, name: &str) -> u64 {
 /// How this process reads the component's output (`BENCH_READER`).
 ///
 /// At 2,000 games the component sends some 180,000 stanzas a second. Building a
-/// `minidom` element of each (`parsed`, the framework's `TestServer`) takes more than a
-/// core of this process, and even rxml's bare tokenizer takes 95% of one (measured:
-/// 134,000 stanzas/s): on a 2-core machine the bench, not the component, becomes the
-/// bottleneck, the component's queue to the server fills and its ticks wait for a core
-/// the reader holds. `raw` (the default) counts stanzas by byte patterns, costing next to
+/// `minidom` element of each (`parsed`, the framework's `TestServer`) takes a whole core
+/// of this process and still reads only ~59,000 a second; even rxml's bare tokenizer
+/// took 95% of one for 134,000 a second. On a 2-core machine the bench, not the
+/// component, becomes the bottleneck: the component's queue to the server fills and its
+/// ticks wait for the core the reader holds. `raw` (the default) counts stanzas by byte patterns, costing next to
 /// nothing, and keeps the first [`RECORDED`] bytes of the stream, which rxml's tokenizer
 /// checks after the level: the output is well-formed XML and the pattern count agrees.
 #[derive(Clone, Copy, PartialEq)]
