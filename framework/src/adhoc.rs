@@ -183,10 +183,9 @@ impl Commands {
         // After the cancel: a client may cancel with a `cancel` form, which is no submission.
         let outcome = match SubmittedForm::in_payload(payload) {
             Ok(form) => {
-                let node = node.clone();
                 let request = CommandRequest {
                     from,
-                    node,
+                    node: node.clone(),
                     step,
                     form,
                 };

@@ -157,9 +157,10 @@ fn field(metrics: &serde_json::Value, name: &str) -> u64 {
 /// of this process and still reads only ~59,000 a second; even rxml's bare tokenizer
 /// took 95% of one for 134,000 a second. On a 2-core machine the bench, not the
 /// component, becomes the bottleneck: the component's queue to the server fills and its
-/// ticks wait for the core the reader holds. `raw` (the default) counts stanzas by byte patterns, costing next to
-/// nothing, and keeps the first [`RECORDED`] bytes of the stream, which rxml's tokenizer
-/// checks after the level: the output is well-formed XML and the pattern count agrees.
+/// ticks wait for the core the reader holds. `raw` (the default) counts stanzas by byte
+/// patterns, costing next to nothing, and keeps the first [`RECORDED`] bytes of the
+/// stream, which rxml's tokenizer checks after the level: the output is well-formed XML
+/// and the pattern count agrees.
 #[derive(Clone, Copy, PartialEq)]
 enum ReaderKind {
     Parsed,
@@ -335,30 +336,31 @@ async fn read_all(
                     recording.extend_from_slice(&buf[carry..carry + n]);
                 }
                 let data = &buf[..carry + n];
-                let count = |pattern: &[u8]| {
-                    data.windows(pattern.len())
-                        .filter(|w| *w == pattern)
-                        .count() as u64
-                };
-                received.fetch_add(count(b"<message"), Relaxed);
-                balls.fetch_add(count(b"ballposition</action>"), Relaxed);
+                received.fetch_add(occurrences(data, MESSAGE), Relaxed);
+                balls.fetch_add(occurrences(data, BALL), Relaxed);
                 // Keep a short tail so a pattern split across reads is counted once.
                 carry = 24.min(data.len());
                 let tail = data.len() - carry;
                 buf.copy_within(tail..tail + carry, 0);
                 // Do not count the kept tail twice: remove its matches from this round.
                 let kept = &buf[..carry];
-                let in_tail = |pattern: &[u8]| {
-                    kept.windows(pattern.len())
-                        .filter(|w| *w == pattern)
-                        .count() as u64
-                };
-                received.fetch_sub(in_tail(b"<message"), Relaxed);
-                balls.fetch_sub(in_tail(b"ballposition</action>"), Relaxed);
+                received.fetch_sub(occurrences(kept, MESSAGE), Relaxed);
+                balls.fetch_sub(occurrences(kept, BALL), Relaxed);
             }
         }
     }
     Ok(recording)
+}
+
+/// What the raw reader counts: the start of a message, the end of a ball position.
+const MESSAGE: &[u8] = b"<message";
+const BALL: &[u8] = b"ballposition</action>";
+
+/// How often `pattern` occurs in `data`.
+fn occurrences(data: &[u8], pattern: &[u8]) -> u64 {
+    data.windows(pattern.len())
+        .filter(|w| *w == pattern)
+        .count() as u64
 }
 
 /// Tokenizes `recording` (the stream after the handshake, possibly cut mid-stanza) with
@@ -408,13 +410,10 @@ fn check_well_formed(recording: &[u8]) -> Result<(u64, u64), String> {
 /// patterns (a stanza cut at the end of the recording is counted by them only).
 fn check_recording(recording: &[u8]) -> Result<(), String> {
     let (parsed, balls) = check_well_formed(recording)?;
-    let count = |pattern: &[u8]| {
-        recording
-            .windows(pattern.len())
-            .filter(|w| *w == pattern)
-            .count() as u64
-    };
-    let (messages, ball_patterns) = (count(b"<message"), count(b"ballposition</action>"));
+    let (messages, ball_patterns) = (
+        occurrences(recording, MESSAGE),
+        occurrences(recording, BALL),
+    );
     if parsed == 0
         || balls == 0
         || messages.abs_diff(parsed) > 1
@@ -445,8 +444,13 @@ struct Row {
     writes: u64,
 }
 
-async fn run_level(games: usize, seconds: u64, moves_per_sec: f64) -> Result<Row, String> {
-    let (addr, listener) = listen(ReaderKind::from_env()?).await?;
+async fn run_level(
+    games: usize,
+    seconds: u64,
+    moves_per_sec: f64,
+    reader: ReaderKind,
+) -> Result<Row, String> {
+    let (addr, listener) = listen(reader).await?;
     let http = free_port()?;
     let writes = std::env::var("BENCH_WRITES").map_or(true, |v| v != "0");
     let data =
@@ -613,11 +617,12 @@ async fn main() -> Result<(), String> {
         .collect();
     let seconds: u64 = env_or("BENCH_SECONDS", 10);
     let moves: f64 = env_or("BENCH_MOVES_PER_SEC", 2.0);
-    let reader = ReaderKind::from_env()?.name();
+    let reader = ReaderKind::from_env()?;
     let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
     println!(
         "xmpp-pong load: 30 Hz, {seconds} s window per level, {moves} paddle moves/s per player, \
-         reader {reader}, xmpp-pong --worker-threads {threads}; component and bench share {} cores",
+         reader {}, xmpp-pong --worker-threads {threads}; component and bench share {} cores",
+        reader.name(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
@@ -638,7 +643,7 @@ async fn main() -> Result<(), String> {
         "writes"
     );
     for games in levels {
-        let row = run_level(games, seconds, moves).await?;
+        let row = run_level(games, seconds, moves, reader).await?;
         println!(
             "{:>6} | {:>10.0} {:>10.0} | {:>7.0}% {:>7.0}% | {:>7.1} {:>7.1} {:>7.1} {:>7.1} | {:>8.1} {:>9.1} | {:>7} {:>7} | {:>6}",
             row.games,
